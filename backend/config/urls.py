@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from backend.core import views as core_views
+
+handler400 = "backend.core.errors.bad_request"
+handler403 = "backend.core.errors.permission_denied"
+handler404 = "backend.core.errors.page_not_found"
+handler500 = "backend.core.errors.server_error"
+
+api_v1 = [
+    path("", include("backend.registry.urls")),
+]
+
+urlpatterns = [
+    path("health", core_views.health, name="health"),
+    path("health/", core_views.health),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+]

@@ -1,0 +1,60 @@
+import pytest
+from django.test import override_settings
+
+from tests.services import free_port
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_reports_every_service_ok(client):
+    response = client.get("/health")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["services"]) == {"database", "redis", "mlflow"}
+    assert all(service["ok"] for service in body["services"].values())
+
+
+def test_health_is_503_when_redis_is_down(client):
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
+        response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["services"]["redis"]["ok"] is False
+    assert body["services"]["database"]["ok"] is True
+
+
+def test_health_is_503_when_mlflow_store_is_down(client, tmp_path):
+    with override_settings(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/missing-dir/mlflow.db"):
+        response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["services"]["mlflow"]["ok"] is False
+
+
+def test_unknown_url_answers_json_404(client):
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_api_requires_authentication_with_json_body(client):
+    response = client.get("/api/v1/models/")
+    assert response.status_code in (401, 403)
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_openapi_schema_and_docs_are_served(client):
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"openapi" in schema.content
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"swagger-ui" in docs.content
+
+
+def test_malformed_json_is_a_json_400(admin_client):
+    response = admin_client.post("/api/v1/models/", data="{not json", content_type="application/json")
+    assert response.status_code in (400, 405)
+    assert "error" in response.json()

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class RegistryConfig(AppConfig):
+    """Registered models, their versions and the history of what was in production."""
+
+    name = "backend.registry"
+    label = "registry"

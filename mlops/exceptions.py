@@ -1,0 +1,80 @@
+"""One error family with stable codes, mapped to HTTP responses in one place (backend.core.errors)."""
+
+
+class MlopsError(Exception):
+    """Base of every error the ML core raises on purpose.
+
+    `code` is stable and machine-readable; `status` is the HTTP status a web caller should see.
+    """
+
+    code = "mlops_error"
+    status = 500
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.details = details or {}
+
+
+class InvalidInput(MlopsError):
+    """The caller sent something we cannot use (bad image, missing feature...)."""
+
+    code = "invalid_input"
+    status = 400
+
+
+class InputTooLarge(InvalidInput):
+    code = "input_too_large"
+    status = 413
+
+
+class NotFound(MlopsError):
+    code = "not_found"
+    status = 404
+
+
+class ModelUnavailable(MlopsError):
+    """No servable version (none promoted, or it failed to load)."""
+
+    code = "model_unavailable"
+    status = 503
+
+
+class IntegrityError(MlopsError):
+    """An artifact's sha256 does not match what the registry recorded."""
+
+    code = "integrity_error"
+    status = 409
+
+
+class SmokeTestFailed(MlopsError):
+    code = "smoke_test_failed"
+    status = 409
+
+
+class StoreUnavailable(MlopsError):
+    """The MLflow store (or another backing service) does not answer."""
+
+    code = "store_unavailable"
+    status = 503
+
+
+class DataValidationError(MlopsError):
+    """A dataset failed validation; `details["report"]` holds the report."""
+
+    code = "data_invalid"
+    status = 400
+
+
+class OfflineError(MlopsError):
+    """A download needed the network (Kaggle, pretrained weights) and it is not there."""
+
+    code = "offline"
+    status = 503
+
+
+class TrainingCancelled(MlopsError):
+    code = "training_cancelled"
+    status = 409

@@ -1,0 +1,1 @@
+"""Serving: models run on ONNX Runtime in processes that never import torch, xgboost or mlflow."""

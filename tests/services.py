@@ -1,0 +1,149 @@
+"""Real servers for the test session: Redis, and PostgreSQL when TEST_DATABASE=postgres.
+
+Loaded with `-p tests.services` (pyproject.toml) so that it runs before pytest-django reads the
+settings: it starts the servers on free ports, points REDIS_URL / DATABASE_URL / VAR_DIR at them
+and at a throw-away directory, and stops everything when the session ends.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_processes: list[subprocess.Popen] = []
+_session_dir: Path | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before it answered")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer on port {port} within {timeout}s")
+
+
+def _start(cmd: list[str], log: Path, **kwargs) -> subprocess.Popen:
+    process = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, **kwargs)
+    _processes.append(process)
+    return process
+
+
+def start_redis(workdir: Path) -> str:
+    if not shutil.which("redis-server"):
+        raise RuntimeError("redis-server is not installed: apt-get install redis-server (make test does it)")
+    port = free_port()
+    redis_dir = workdir / "redis"
+    redis_dir.mkdir()
+    process = _start(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir), "--save", ""],
+        workdir / "redis.log",
+    )
+    wait_for_port(port, process, "redis-server")
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def start_postgres(workdir: Path) -> str:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (make test does it)")
+    bindir = Path(found[-1]).parent
+    pg_dir = Path(tempfile.mkdtemp(prefix="modelyard-pg-"))
+    data, sockets = pg_dir / "data", pg_dir / "sockets"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(pg_dir, "postgres", "postgres")
+        shutil.chown(sockets, "postgres", "postgres")
+    subprocess.run(
+        _as_postgres_user([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]),
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    process = _start(
+        _as_postgres_user(
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(sockets),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=100",
+            ]
+        ),
+        workdir / "postgres.log",
+    )
+    wait_for_port(port, process, "postgres")
+    os.environ["MODELYARD_TEST_PG_DIR"] = str(pg_dir)
+    return f"postgres://postgres@127.0.0.1:{port}/modelyard"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    global _session_dir
+    if os.environ.get("MODELYARD_TEST_SERVICES") != "external":
+        _session_dir = Path(tempfile.mkdtemp(prefix="modelyard-test-"))
+        var_dir = _session_dir / "var"
+        var_dir.mkdir()
+        os.environ["VAR_DIR"] = str(var_dir)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+        os.environ.pop("MLFLOW_ARTIFACT_ROOT", None)
+        os.environ["YOLO_CONFIG_DIR"] = str(var_dir / "ultralytics")
+        os.environ["REDIS_URL"] = start_redis(_session_dir)
+        os.environ.pop("CELERY_BROKER_URL", None)
+        if os.environ.get("TEST_DATABASE") == "postgres":
+            os.environ["DATABASE_URL"] = start_postgres(_session_dir)
+        else:
+            os.environ.pop("DATABASE_URL", None)
+    return (yield)
+
+
+def pytest_unconfigure(config):
+    for process in reversed(_processes):
+        process.terminate()
+    for process in reversed(_processes):
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    _processes.clear()
+    pg_dir = os.environ.pop("MODELYARD_TEST_PG_DIR", None)
+    if pg_dir:
+        shutil.rmtree(pg_dir, ignore_errors=True)
+    if _session_dir is not None:
+        shutil.rmtree(_session_dir, ignore_errors=True)
