@@ -56,8 +56,11 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
 
     Tests that use it must commit their rows (the `transactional_db` fixture) so the worker sees them.
     """
+    from backend import celery_app
+
     with django_db_blocker.unblock():
         database_url = _test_database_url()
+    celery_app.control.purge()  # tasks queued by earlier tests refer to rows that are gone
     log_path = tmp_path_factory.mktemp("celery") / "worker.log"
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
     cmd = [
@@ -91,3 +94,25 @@ def _wait_for_worker(process: subprocess.Popen, log_path: Path, timeout: float =
             return
         time.sleep(0.5)
     raise RuntimeError(f"celery worker did not answer within {timeout}s:\n{log_path.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory):
+    """Tiny real models, built once per session: three YOLO detectors and two XGBoost models."""
+    from tests.models import build_detector, build_tabular
+
+    directory = tmp_path_factory.mktemp("model-files")
+    return {
+        "detectors": [build_detector(directory, seed=seed) for seed in (1, 2, 3)],
+        "tabular": [build_tabular(directory, seed=seed) for seed in (1, 2)],
+    }
+
+
+@pytest.fixture
+def unique_name(request):
+    """A model name no other test uses (the MLflow store lives for the whole session)."""
+    import re
+    import uuid
+
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    return f"{base}-{uuid.uuid4().hex[:6]}"

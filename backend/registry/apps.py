@@ -6,3 +6,6 @@ class RegistryConfig(AppConfig):
 
     name = "backend.registry"
     label = "registry"
+
+    def ready(self) -> None:
+        from backend.registry import receivers  # noqa: F401  (connects the signal receivers)

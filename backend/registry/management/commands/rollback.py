@@ -1,0 +1,22 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from backend.registry.models import RegisteredModel
+from backend.registry.services import rollback_model
+from mlops.exceptions import MlopsError
+
+
+class Command(BaseCommand):
+    help = "Put back the version that was in production before the current one."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--reason", default="rolled back from the command line")
+
+    def handle(self, *args, name, reason, **options):
+        try:
+            deployment = rollback_model(RegisteredModel.objects.get(name=name), reason=reason)
+        except RegisteredModel.DoesNotExist as exc:
+            raise CommandError(f"no model named {name}") from exc
+        except MlopsError as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(self.style.SUCCESS(f"{name} rolled back to {deployment.to_version}."))

@@ -1,0 +1,93 @@
+from rest_framework import serializers
+
+from backend.registry.models import Deployment, ModelVersion, PromotionRequest, RegisteredModel
+
+
+class VersionSummarySerializer(serializers.ModelSerializer):
+    label = serializers.CharField(source="semantic_label")
+
+    class Meta:
+        model = ModelVersion
+        fields = ["version", "label", "status", "created_at"]
+
+
+class RegisteredModelSerializer(serializers.ModelSerializer):
+    production = serializers.SerializerMethodField()
+    versions = serializers.IntegerField(source="versions.count", read_only=True)
+
+    class Meta:
+        model = RegisteredModel
+        fields = ["name", "kind", "description", "class_names", "production", "versions", "created_at"]
+
+    def get_production(self, model) -> dict | None:
+        version = model.production_version
+        return VersionSummarySerializer(version).data if version else None
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    label = serializers.CharField(source="semantic_label")
+    lineage = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "model",
+            "version",
+            "label",
+            "status",
+            "description",
+            "metrics",
+            "comparison",
+            "artifacts",
+            "metadata",
+            "source",
+            "lineage",
+            "load_error",
+            "artifacts_deleted_at",
+            "created_at",
+        ]
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    from_version = serializers.SerializerMethodField()
+    to_version = serializers.SerializerMethodField()
+    actor = serializers.CharField(source="actor.username", default=None)
+    approved_by = serializers.CharField(source="approved_by.username", default=None)
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "model",
+            "action",
+            "from_version",
+            "to_version",
+            "actor",
+            "approved_by",
+            "reason",
+            "succeeded",
+            "smoke_test",
+            "error",
+            "created_at",
+        ]
+
+    def get_from_version(self, deployment) -> dict | None:
+        return VersionSummarySerializer(deployment.from_version).data if deployment.from_version else None
+
+    def get_to_version(self, deployment) -> dict | None:
+        return VersionSummarySerializer(deployment.to_version).data if deployment.to_version else None
+
+
+class PromotionRequestSerializer(serializers.ModelSerializer):
+    version = VersionSummarySerializer()
+    requested_by = serializers.CharField(source="requested_by.username")
+
+    class Meta:
+        model = PromotionRequest
+        fields = ["id", "version", "requested_by", "reason", "status", "created_at"]
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")

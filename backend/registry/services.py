@@ -1,0 +1,330 @@
+"""Every change to the registry that spans rows goes through these functions.
+
+Promotion and rollback share one path: verify the artifacts' sha256, load the model and run it
+on a fixed sample (smoke test) outside any transaction; only then, in one transaction with the
+rows locked, move the production pointer and write the Deployment row. The `version_promoted`
+signal goes out on commit. A refused attempt changes nothing and leaves a failed Deployment row.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from backend.core.mlops_config import mlops_config
+from backend.registry.models import Deployment, ModelVersion, PromotionRequest, RegisteredModel
+from backend.registry.signals import version_promoted, version_staged
+from mlops.exceptions import InvalidInput, MlopsError, NotFound, SmokeTestFailed
+from mlops.registry.artifacts import fetch_artifact
+from mlops.registry.entities import ArtifactRole, ModelVersionInfo
+from mlops.registry.mlflow_store import MlflowModelRegistry
+
+logger = logging.getLogger(__name__)
+
+SERVING_ROLES = (ArtifactRole.ONNX, ArtifactRole.WEIGHTS, ArtifactRole.XGBOOST, ArtifactRole.FEATURE_SCHEMA)
+
+
+def model_registry() -> MlflowModelRegistry:
+    return MlflowModelRegistry(mlops_config())
+
+
+class RegistryConflict(MlopsError):
+    """The request contradicts the registry's state (already production, nothing to roll back to...)."""
+
+    code = "registry_conflict"
+    status = 409
+
+
+class ApprovalRequired(MlopsError):
+    code = "approval_required"
+    status = 409
+
+
+# -- registering ---------------------------------------------------------------------------------
+def record_version(info: ModelVersionInfo, *, metadata: dict | None = None, comparison: dict | None = None):
+    """Create the ModelVersion row (and its RegisteredModel) for a version MLflow just registered."""
+    metadata = metadata if metadata is not None else info.metadata
+    with transaction.atomic():
+        model, _ = RegisteredModel.objects.select_for_update().get_or_create(
+            name=info.name, defaults={"kind": str(info.kind), "description": info.description}
+        )
+        if model.kind != str(info.kind):
+            raise InvalidInput(f"model {info.name!r} is a {model.kind} model, not {info.kind}", code="kind_mismatch")
+        version = ModelVersion(
+            model=model,
+            version=info.version,
+            description=info.description,
+            metrics=info.metrics,
+            artifacts={role: _artifact_row(a) for role, a in info.artifacts.items()},
+            metadata=metadata,
+            comparison=comparison or {},
+            source=info.source,
+            mlflow_run_id=info.lineage.run_id or info.run_id,
+            git_commit=info.lineage.git_commit,
+            data_version=info.lineage.data_version,
+            config_hash=info.lineage.config_hash,
+            package_versions=info.lineage.packages,
+        )
+        version.major, version.minor = next_semantic_label(model, version)
+        version.save()
+        model.class_names = metadata.get("class_names", model.class_names)
+        model.feature_schema = metadata.get("feature_schema", model.feature_schema)
+        model.save(update_fields=["class_names", "feature_schema", "updated_at"])
+    logger.info(
+        "registry.version_recorded model=%s version=%s label=%s", model.name, info.version, version.semantic_label
+    )
+    return version
+
+
+def _artifact_row(artifact) -> dict:
+    data = artifact.to_dict()
+    data.pop("role")
+    return data
+
+
+def next_semantic_label(model: RegisteredModel, version: ModelVersion) -> tuple[int, int]:
+    """v1.0 first; a minor bump for a retrain with the same classes and architecture, else a major one."""
+    latest = model.versions.exclude(pk=version.pk).order_by("-major", "-minor").first()
+    if latest is None:
+        return 1, 0
+    if latest.interface_signature() == version.interface_signature():
+        return latest.major, latest.minor + 1
+    return latest.major + 1, 0
+
+
+def register_from_files(
+    name: str,
+    kind: str,
+    files: dict[str, Path],
+    *,
+    metrics: dict | None = None,
+    metadata: dict | None = None,
+    description: str = "",
+) -> ModelVersion:
+    """Log files to MLflow as a new version and record it (the `register_model` command)."""
+    registry = model_registry()
+    info = registry.register_version(name, kind, files, metrics=metrics, metadata=metadata, description=description)
+    return record_version(info, metadata=registry.load_metadata(info))
+
+
+# -- promotion and rollback ----------------------------------------------------------------------
+def smoke_test_version(version: ModelVersion) -> dict:
+    """Verify the serving artifacts' sha256, load the model and run it on a fixed sample.
+
+    Returns {"ok", "detail", "latency_ms"}; never raises for a bad model.
+    """
+    from mlops.inference.loader import load_predictor, smoke_test
+
+    if version.artifacts_deleted_at:
+        return {"ok": False, "detail": "the version's artifacts were deleted by retention", "latency_ms": 0.0}
+    cache_dir = Path(mlops_config().model_cache_dir) / version.model.name / str(version.version)
+    try:
+        files = {
+            role: fetch_artifact(version.artifact(role), cache_dir)
+            for role in SERVING_ROLES
+            if version.artifact(role) is not None
+        }
+        predictor = load_predictor(version.model.kind, files, version.metadata)
+        result = smoke_test(predictor, version.metadata)
+    except MlopsError as exc:
+        return {"ok": False, "detail": f"{exc.code}: {exc.message}", "latency_ms": 0.0}
+    except Exception as exc:  # noqa: BLE001  (any failure to load or run the model refuses the promotion)
+        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}", "latency_ms": 0.0}
+    return asdict(result)
+
+
+def promote_version(
+    version: ModelVersion,
+    *,
+    actor=None,
+    reason: str = "",
+    action: str = Deployment.Action.PROMOTE,
+    approved_by=None,
+) -> Deployment:
+    """Make `version` its model's production version, or record why not and raise SmokeTestFailed."""
+    model = version.model
+    if version.status == ModelVersion.Status.PRODUCTION:
+        raise RegistryConflict(f"{version} is already in production")
+    if settings.REGISTRY_REQUIRE_APPROVAL and action == Deployment.Action.PROMOTE and approved_by is None:
+        raise ApprovalRequired("promotion to production needs a request and an approval by another staff user")
+
+    smoke = smoke_test_version(version)
+    if not smoke["ok"]:
+        deployment = Deployment.objects.create(
+            model=model,
+            from_version=model.production_version,
+            to_version=version,
+            action=action,
+            actor=actor,
+            approved_by=approved_by,
+            reason=reason,
+            succeeded=False,
+            smoke_test=smoke,
+            error=f"smoke test failed: {smoke['detail']}",
+        )
+        logger.warning("registry.promotion_refused model=%s version=%s detail=%s", model.name, version, smoke["detail"])
+        raise SmokeTestFailed(
+            f"{version} failed its smoke test: {smoke['detail']}", details={"deployment": deployment.pk}
+        )
+
+    with transaction.atomic():
+        # Lock the model row first: concurrent promotions of one model queue here.
+        RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        target = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if target.status == ModelVersion.Status.PRODUCTION:
+            raise RegistryConflict(f"{target} is already in production")
+        if target.artifacts_deleted_at:
+            raise RegistryConflict(f"{target}'s artifacts were deleted by retention")
+        previous = (
+            ModelVersion.objects.select_for_update().filter(model=model, status=ModelVersion.Status.PRODUCTION).first()
+        )
+        if previous is not None:
+            previous.status = ModelVersion.Status.ARCHIVED
+            previous.save(update_fields=["status"])
+        target.status = ModelVersion.Status.PRODUCTION
+        target.load_error, target.load_error_at = "", None
+        target.save(update_fields=["status", "load_error", "load_error_at"])
+        deployment = Deployment.objects.create(
+            model=model,
+            from_version=previous,
+            to_version=target,
+            action=action,
+            actor=actor,
+            approved_by=approved_by,
+            reason=reason,
+            succeeded=True,
+            smoke_test=smoke,
+        )
+        transaction.on_commit(
+            lambda: version_promoted.send(sender=ModelVersion, version=target, previous=previous, deployment=deployment)
+        )
+    logger.info(
+        "registry.promoted model=%s action=%s from=%s to=%s",
+        model.name,
+        action,
+        previous and previous.semantic_label,
+        target.semantic_label,
+    )
+    return deployment
+
+
+def rollback_model(model: RegisteredModel, *, actor=None, reason: str = "", automatic: bool = False) -> Deployment:
+    """Put back the version that was in production before the current one (found from history)."""
+    target = model.previous_production_version()
+    if target is None:
+        raise RegistryConflict(f"{model.name} has no earlier production version to roll back to")
+    action = Deployment.Action.AUTO_ROLLBACK if automatic else Deployment.Action.ROLLBACK
+    return promote_version(target, actor=actor, reason=reason, action=action)
+
+
+# -- staging and approvals -----------------------------------------------------------------------
+def stage_version(version: ModelVersion) -> ModelVersion:
+    """Mark `version` as the model's staging version (one at a time); MLflow's alias follows."""
+    if version.status == ModelVersion.Status.PRODUCTION:
+        raise RegistryConflict(f"{version} is in production")
+    with transaction.atomic():
+        RegisteredModel.objects.select_for_update().get(pk=version.model_id)
+        ModelVersion.objects.filter(model=version.model, status=ModelVersion.Status.STAGING).update(
+            status=ModelVersion.Status.CANDIDATE
+        )
+        version.status = ModelVersion.Status.STAGING
+        version.save(update_fields=["status"])
+        transaction.on_commit(lambda: version_staged.send(sender=ModelVersion, version=version))
+    return version
+
+
+def request_promotion(version: ModelVersion, *, user, reason: str = "") -> PromotionRequest:
+    if version.status == ModelVersion.Status.PRODUCTION:
+        raise RegistryConflict(f"{version} is already in production")
+    try:
+        with transaction.atomic():
+            return PromotionRequest.objects.create(version=version, requested_by=user, reason=reason)
+    except IntegrityError as exc:
+        raise RegistryConflict(f"{version} already has a pending promotion request") from exc
+
+
+def approve_promotion(request: PromotionRequest, *, user) -> Deployment:
+    """The second staff user approves; the promotion runs with both names on the record."""
+    if request.status != PromotionRequest.Status.PENDING:
+        raise RegistryConflict(f"this request is {request.status}")
+    if request.requested_by_id == user.pk:
+        raise ApprovalRequired("the approval must come from a different staff user than the request")
+    claimed = PromotionRequest.objects.filter(pk=request.pk, status=PromotionRequest.Status.PENDING).update(
+        status=PromotionRequest.Status.APPROVED, decided_by=user, decided_at=timezone.now()
+    )
+    if claimed != 1:
+        raise RegistryConflict("this request was decided by someone else meanwhile")
+    try:
+        deployment = promote_version(
+            request.version, actor=request.requested_by, approved_by=user, reason=request.reason
+        )
+    except MlopsError:
+        PromotionRequest.objects.filter(pk=request.pk).update(status=PromotionRequest.Status.FAILED)
+        raise
+    PromotionRequest.objects.filter(pk=request.pk).update(deployment=deployment)
+    return deployment
+
+
+def reject_promotion(request: PromotionRequest, *, user) -> None:
+    claimed = PromotionRequest.objects.filter(pk=request.pk, status=PromotionRequest.Status.PENDING).update(
+        status=PromotionRequest.Status.REJECTED, decided_by=user, decided_at=timezone.now()
+    )
+    if claimed != 1:
+        raise RegistryConflict("this request is no longer pending")
+
+
+def pending_request(version: ModelVersion) -> PromotionRequest | None:
+    return version.promotion_requests.filter(status=PromotionRequest.Status.PENDING).first()
+
+
+# -- MLflow mirror and retention -----------------------------------------------------------------
+def sync_aliases(model_name: str) -> dict[str, int | None]:
+    """Point MLflow's `production` and `staging` aliases at what the database says."""
+    model = RegisteredModel.objects.filter(name=model_name).first()
+    if model is None:
+        logger.warning("registry.alias_sync_unknown_model model=%s", model_name)
+        return {}
+    wanted = {
+        "production": model.versions.filter(status=ModelVersion.Status.PRODUCTION).values_list("version", flat=True),
+        "staging": model.versions.filter(status=ModelVersion.Status.STAGING).values_list("version", flat=True),
+    }
+    registry = model_registry()
+    result = {}
+    for alias, versions in wanted.items():
+        target = versions.first()
+        if registry.alias_version(model_name, alias) != target:
+            registry.set_alias(model_name, alias, target)
+        result[alias] = target
+    return result
+
+
+def versions_to_purge(model: RegisteredModel, keep_latest: int) -> list[ModelVersion]:
+    """Versions whose artifacts retention may delete: never production, the one before it, or staging."""
+    from mlops.registry.retention import select_for_deletion
+
+    stack = model.production_stack()
+    protected = set(stack[-2:])
+    protected.update(
+        model.versions.filter(status__in=[ModelVersion.Status.PRODUCTION, ModelVersion.Status.STAGING]).values_list(
+            "id", flat=True
+        )
+    )
+    protected.update(
+        model.versions.filter(promotion_requests__status=PromotionRequest.Status.PENDING).values_list("id", flat=True)
+    )
+    live = list(model.versions.filter(artifacts_deleted_at__isnull=True).order_by("version"))
+    doomed = set(select_for_deletion([v.id for v in live], protected=protected, keep_latest=keep_latest))
+    return [v for v in live if v.id in doomed]
+
+
+def purge_version_artifacts(version: ModelVersion) -> None:
+    try:
+        model_registry().delete_version_artifacts(version.model.name, version.version)
+    except NotFound:
+        logger.warning("registry.purge_missing model=%s version=%s", version.model.name, version.version)
+    ModelVersion.objects.filter(pk=version.pk).update(artifacts_deleted_at=timezone.now())

@@ -1,0 +1,45 @@
+"""The serving generation: a per-model counter every serving process checks on each request.
+
+It is the id of the model's latest successful Deployment, kept in the cache so the check costs a
+Redis GET; on a cache miss (or with Redis down) it is read from the database, which is the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.cache import cache
+
+from backend.registry.models import Deployment
+
+logger = logging.getLogger(__name__)
+
+
+def _key(model_name: str) -> str:
+    return f"serving-generation:{model_name}"
+
+
+def generation_from_database(model_name: str) -> int:
+    latest = (
+        Deployment.objects.filter(model__name=model_name, succeeded=True).order_by("-id").values_list("id", flat=True)
+    )
+    return latest.first() or 0
+
+
+def serving_generation(model_name: str) -> int:
+    try:
+        value = cache.get(_key(model_name))
+    except Exception:  # noqa: BLE001  (the cache is an accelerator; the database answers without it)
+        logger.warning("serving.generation_cache_unavailable model=%s", model_name)
+        return generation_from_database(model_name)
+    if value is None:
+        value = generation_from_database(model_name)
+        set_serving_generation(model_name, value)
+    return int(value)
+
+
+def set_serving_generation(model_name: str, generation: int) -> None:
+    try:
+        cache.set(_key(model_name), int(generation), timeout=None)
+    except Exception:  # noqa: BLE001  (serving falls back to the database when the cache is down)
+        logger.warning("serving.generation_not_cached model=%s generation=%s", model_name, generation)

@@ -1,0 +1,8 @@
+"""Signals the registry sends after commit; receivers only enqueue work or bump a counter."""
+
+from django.dispatch import Signal
+
+# Sent when a version became production (promotion or rollback): version, previous, deployment.
+version_promoted = Signal()
+# Sent when a version became the staging version: version.
+version_staged = Signal()
