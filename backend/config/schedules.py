@@ -16,4 +16,16 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute=30, hour=3),
         "options": {"expires": 3600},
     },
+    # A running training job whose worker died is marked failed (never stuck in "running").
+    "training-reap-stale-jobs": {
+        "task": "training.reap_stale_jobs",
+        "schedule": crontab(minute="*/5"),
+        "options": {"expires": 4 * 60},
+    },
+    # Stored upload images past PREDICTION_IMAGE_RETENTION_DAYS are deleted; the rows stay.
+    "detection-purge-old-images": {
+        "task": "detection.purge_old_images",
+        "schedule": crontab(minute=15, hour=4),
+        "options": {"expires": 3600},
+    },
 }

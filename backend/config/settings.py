@@ -53,6 +53,9 @@ INSTALLED_APPS = [
     "django_celery_results",
     "backend.core",
     "backend.registry",
+    "backend.training",
+    "backend.detection",
+    "backend.scoring",
 ]
 
 MIDDLEWARE = [
@@ -238,3 +241,25 @@ LOGGING = {
 # Our own caps on decoded images (Pillow's limit lets a 10 KB PNG cost 400 MB of memory).
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=40_000_000)
 MAX_IMAGE_SIDE = env.int("MAX_IMAGE_SIDE", default=12_000)
+
+# --- Serving --------------------------------------------------------------------------------
+# The registered models the upload page, /api/v1/detections/, /predict and the scoring form use.
+DEFAULT_DETECTION_MODEL = env.str("DEFAULT_DETECTION_MODEL", default="shapes-detector")
+DEFAULT_TABULAR_MODEL = env.str("DEFAULT_TABULAR_MODEL", default="breast-cancer")
+# ONNX Runtime threads per session (0: let ONNX Runtime decide).
+SERVING_INTRA_OP_THREADS = env.int("SERVING_INTRA_OP_THREADS", default=0)
+# Stored upload images older than this are deleted (the prediction rows stay).
+PREDICTION_IMAGE_RETENTION_DAYS = env.int("PREDICTION_IMAGE_RETENTION_DAYS", default=30)
+# Anonymous callers of the prediction endpoints are throttled to this rate.
+API_ANON_RATE = env.str("API_ANON_RATE", default="120/min")
+
+# --- Training -------------------------------------------------------------------------------
+# Datasets prepared for training jobs (ingested, validated, split) live here.
+TRAINING_DATA_DIR = Path(env.str("TRAINING_DATA_DIR", default=str(VAR_DIR / "datasets")))
+# Ultralytics run folders (plots, weights) of training jobs.
+TRAINING_RUNS_DIR = Path(env.str("TRAINING_RUNS_DIR", default=str(VAR_DIR / "runs")))
+# A running job whose worker has not reported for this long is marked failed by the reaper.
+TRAINING_STALE_AFTER_SECONDS = env.int("TRAINING_STALE_AFTER_SECONDS", default=900)
+# `make run` trains these when the registry is empty, and promotes them once trained.
+BOOTSTRAP_DETECTOR_EPOCHS = env.int("BOOTSTRAP_DETECTOR_EPOCHS", default=30)
+BOOTSTRAP_DETECTOR_IMGSZ = env.int("BOOTSTRAP_DETECTOR_IMGSZ", default=320)

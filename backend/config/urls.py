@@ -11,6 +11,9 @@ handler500 = "backend.core.errors.server_error"
 
 api_v1 = [
     path("", include("backend.registry.urls")),
+    path("", include("backend.training.api_urls")),
+    path("", include("backend.detection.api_urls")),
+    path("", include("backend.scoring.api_urls")),
 ]
 
 urlpatterns = [
@@ -20,4 +23,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("training/", include("backend.training.urls")),
+    path("scoring/", include("backend.scoring.urls")),
+    path("", include("backend.detection.urls")),
 ]

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class TrainingConfig(AppConfig):
+    """Training jobs: status, progress and logs in the database, the work on Celery's training queue."""
+
+    name = "backend.training"
+    label = "training"
