@@ -25,6 +25,7 @@ DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.json"
 DATA_YAML = "data.yaml"
 FEATURE_SCHEMA_FILE = "feature_schema.json"
+VALIDATION_REPORT_FILE = "validation_report.json"
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 TABLE_SUFFIXES = frozenset({".parquet", ".csv"})

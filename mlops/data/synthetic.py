@@ -230,7 +230,9 @@ def generate_tabular(dest: Path, spec: TabularSpec | None = None) -> Path:
     if not 0 < spec.informative <= spec.features - spec.int_features or spec.rows < 10:
         raise InvalidInput("need rows >= 10 and 0 < informative <= features - int_features", code="bad_params")
     rng = np.random.default_rng(spec.seed)
-    weights = np.asarray(spec.weights or rng.uniform(0.8, 2.0, spec.informative) * rng.choice([-1, 1], spec.informative))
+    weights = np.asarray(
+        spec.weights or rng.uniform(0.8, 2.0, spec.informative) * rng.choice([-1, 1], spec.informative)
+    )
     x = rng.normal(0, 1, size=(spec.rows, spec.features))
     logit = x[:, : spec.informative] @ weights + rng.normal(0, spec.noise, spec.rows)
     target = (logit > 0).astype(np.int64)
