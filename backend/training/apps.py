@@ -6,3 +6,6 @@ class TrainingConfig(AppConfig):
 
     name = "backend.training"
     label = "training"
+
+    def ready(self) -> None:
+        from backend.training import checks  # noqa: F401  (registers the system checks)

@@ -1,0 +1,91 @@
+"""The data a training job trains on: ingest -> validate -> prepare, once per source and options.
+
+A prepared dataset lives in TRAINING_DATA_DIR under a name derived from the source and the data
+options, so a second job with the same spec reuses it (no second download, same data version).
+It is built in a private folder and renamed into place, so two jobs preparing the same spec at
+once never see half a dataset: the second rename loses and its copy is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from mlops.data.layout import MANIFEST_FILE
+from mlops.data.prepare import PreparedDataset, SplitSpec, load_prepared, prepare_dataset
+
+logger = logging.getLogger(__name__)
+
+StageCallback = Callable[[str], None]
+
+
+def dataset_key(source: str, options: dict) -> str:
+    """A folder name for `source` prepared with `options`: readable prefix, content-derived suffix."""
+    digest = hashlib.sha256(json.dumps({"source": source, **options}, sort_keys=True).encode()).hexdigest()
+    slug = re.sub(r"[^a-z0-9]+", "-", source.lower()).strip("-")[:60] or "dataset"
+    return f"{slug}-{digest[:12]}"
+
+
+def prepared_dataset(
+    source: str,
+    data_dir: Path,
+    *,
+    data: dict | None = None,
+    on_stage: StageCallback | None = None,
+) -> PreparedDataset:
+    """The prepared dataset for `source` (built now unless an identical one is there already).
+
+    `source` is an ingest source (mlops.data.ingest) or the folder of a prepared dataset.
+    `data` holds the ingest options, plus "split" (SplitSpec) and "validate" (ValidationPolicy).
+    """
+    from mlops.data.ingest import ingest
+    from mlops.data.validate import ValidationPolicy, validate_dataset
+
+    path = Path(source)
+    if (path / MANIFEST_FILE).is_file():
+        logger.info("training.dataset_given path=%s", path)
+        return load_prepared(path)
+    if ":" not in source and path.is_dir():
+        source = f"folder:{path.resolve()}"
+    options = dict(data or {})
+    split = SplitSpec.from_mapping(options.pop("split", None))
+    policy = ValidationPolicy.from_mapping(options.pop("validate", None))
+    key = dataset_key(source, {"ingest": options, "split": asdict(split)})
+    final = Path(data_dir) / key
+    if (final / MANIFEST_FILE).is_file():
+        logger.info("training.dataset_reused source=%s path=%s", source, final)
+        return load_prepared(final)
+
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=data_dir))
+    try:
+        _stage(on_stage, "ingesting data")
+        ingest(source, work / "raw", options=options)
+        _stage(on_stage, "validating data")
+        report = work / "validation_report.json"
+        validate_dataset(work / "raw", policy=policy, report_path=report)
+        _stage(on_stage, "preparing data")
+        prepare_dataset(work / "raw", work / "prepared", split, validation_report=report)
+        try:
+            os.rename(work / "prepared", final)
+        except OSError:
+            if not (final / MANIFEST_FILE).is_file():
+                raise
+            logger.info("training.dataset_prepared_concurrently path=%s", final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logger.info("training.dataset_prepared source=%s path=%s", source, final)
+    return load_prepared(final)
+
+
+def _stage(on_stage: StageCallback | None, stage: str) -> None:
+    if on_stage is not None:
+        on_stage(stage)

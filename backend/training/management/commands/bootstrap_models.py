@@ -1,0 +1,72 @@
+"""First models for a fresh install: queue training of the default detector and tabular model.
+
+`make run` calls this before the processes start; the trainer worker picks the jobs up and
+promotes each version once its smoke test passes, so a newcomer's first upload gets an answer.
+Idempotent: a model that already has versions, or a job queued or running, is left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from backend.registry.models import RegisteredModel
+from backend.training import services
+from backend.training.models import TrainingJob
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    kind: str
+    model_name: str
+    dataset: str
+    params: dict
+
+
+def bootstrap_plan() -> list[Bootstrap]:
+    return [
+        Bootstrap(
+            TrainingJob.Kind.DETECTION,
+            settings.DEFAULT_DETECTION_MODEL,
+            "synthetic:shapes",
+            {
+                "epochs": settings.BOOTSTRAP_DETECTOR_EPOCHS,
+                "imgsz": settings.BOOTSTRAP_DETECTOR_IMGSZ,
+                "data": {"imgsz": settings.BOOTSTRAP_DETECTOR_IMGSZ},
+            },
+        ),
+        Bootstrap(TrainingJob.Kind.TABULAR, settings.DEFAULT_TABULAR_MODEL, "sklearn:breast_cancer", {}),
+    ]
+
+
+class Command(BaseCommand):
+    help = "Queue training (auto-promoted) of the default detection and tabular models when the registry has none."
+
+    def handle(self, *args, **options):
+        for plan in bootstrap_plan():
+            self.stdout.write(f"{plan.model_name} ({plan.kind}): {self._bootstrap(plan)}")
+
+    def _bootstrap(self, plan: Bootstrap) -> str:
+        model = RegisteredModel.objects.filter(name=plan.model_name).first()
+        if model is not None and model.versions.exists():
+            production = model.production_version
+            if production is not None:
+                return f"in production as {production.semantic_label}; nothing to do"
+            return "has versions but none in production; promote one in the admin (nothing queued)"
+        active = services.active_job_for(plan.model_name)
+        if active is not None:
+            return f"training job #{active.pk} is already {active.status}; nothing to do"
+        try:
+            job = services.start_job(
+                plan.kind,
+                model_name=plan.model_name,
+                dataset=plan.dataset,
+                params=plan.params,
+                auto_promote=True,
+                dedupe_key=f"bootstrap:{plan.model_name}",
+            )
+        except services.JobConflict:
+            return "another bootstrap queued it just now; nothing to do"
+        return f"queued training job #{job.pk} (auto-promote); follow it at /training/jobs/{job.pk}/"

@@ -1,0 +1,285 @@
+"""What the `training.run_job` task does, step by step: claim, prepare data, train, record, promote.
+
+The ML work is mlops' (mlops.data, mlops.training); this module only moves its progress into the
+job row and turns its end (a version, a cancellation, an error) into the job's final state. A
+JobReporter runs beside the trainer: it keeps the per-epoch history and the log tail, writes them
+at most once a second, heartbeats from a thread every few seconds (so long evaluations and
+exports do not look like a dead worker) and polls `cancel_requested` once a second, so the
+trainer's per-batch `should_stop()` costs nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from backend.training import services
+from backend.training.models import TrainingJob
+from mlops.exceptions import MlopsError, TrainingCancelled
+
+logger = logging.getLogger(__name__)
+
+Kind = TrainingJob.Kind
+
+FLUSH_INTERVAL_S = 1.0  # progress writes, at most
+CANCEL_POLL_S = 1.0  # reads of cancel_requested
+HEARTBEAT_S = 10.0  # heartbeat writes from the monitor thread
+LOG_TAIL_LINES = 200
+LOG_LINE_CHARS = 500
+HISTORY_POINTS = 2000  # curves keep at most this many points (tabular reports every few rounds)
+CAPTURED_LOGGERS = ("", "ultralytics")  # root (mlops, backend) and Ultralytics, which does not propagate
+
+
+class _TailHandler(logging.Handler):
+    """Keeps the last lines logged in this process, for the job page."""
+
+    def __init__(self, lines: int = LOG_TAIL_LINES):
+        super().__init__(level=logging.INFO)
+        self.lines: collections.deque[str] = collections.deque(maxlen=lines)
+        self.lock_tail = threading.Lock()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # noqa: BLE001  (a record that cannot be formatted must not break training)
+            return
+        with self.lock_tail:
+            self.lines.append(line[:LOG_LINE_CHARS])
+
+    def text(self) -> str:
+        with self.lock_tail:
+            return "\n".join(self.lines)
+
+
+class JobReporter:
+    """The trainer's callbacks for one job: progress into the row, cancellation out of it."""
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self.history: list[dict] = []
+        self.latest: dict = {}
+        self.epoch = 0
+        self.epochs = 0
+        self.run_id = ""
+        self.experiment_id = ""
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._last_flush = 0.0
+        self._tail = _TailHandler()
+        self._thread = threading.Thread(target=self._monitor, name=f"training-job-{job_id}-monitor", daemon=True)
+
+    # -- context ---------------------------------------------------------------------------------
+    def __enter__(self) -> JobReporter:
+        for name in CAPTURED_LOGGERS:
+            logging.getLogger(name).addHandler(self._tail)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+        for name in CAPTURED_LOGGERS:
+            logging.getLogger(name).removeHandler(self._tail)
+
+    def log_tail(self) -> str:
+        return self._tail.text()
+
+    # -- the trainer's callbacks -----------------------------------------------------------------
+    def should_stop(self) -> bool:
+        return self._cancel.is_set()
+
+    def on_stage(self, stage: str) -> None:
+        """Between steps outside the trainer: record the step, and stop here if cancelled."""
+        if self._cancel.is_set() or services.cancel_requested(self.job_id):
+            raise TrainingCancelled(f"job #{self.job_id} was cancelled while {stage}", details={"run_id": self.run_id})
+        services.record_stage(self.job_id, stage)
+
+    def on_epoch(self, epoch: int, epochs: int, metrics: dict) -> None:
+        self.epoch, self.epochs = int(epoch), int(epochs)
+        self.latest = {key: value for key, value in metrics.items() if _is_number(value)}
+        self.history.append({"epoch": self.epoch, **self.latest})
+        if len(self.history) > HISTORY_POINTS:
+            self.history = self.history[::2]  # keep the whole curve, at half the resolution
+        if not self.run_id:
+            self._find_mlflow_run()
+        now = time.monotonic()
+        if now - self._last_flush >= FLUSH_INTERVAL_S or self.epoch >= self.epochs:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        services.record_progress(
+            self.job_id,
+            epoch=self.epoch,
+            epochs=self.epochs,
+            metrics=self.latest,
+            history=self.history,
+            log_tail=self.log_tail(),
+            mlflow_run_id=self.run_id,
+            mlflow_experiment_id=self.experiment_id,
+        )
+
+    def _find_mlflow_run(self) -> None:
+        """The trainer's MLflow run (the parent of a search's trial runs), for the link on the page."""
+        import mlflow
+
+        run = mlflow.active_run()
+        if run is None:
+            return
+        self.run_id = run.data.tags.get("mlflow.parentRunId") or run.info.run_id
+        self.experiment_id = run.info.experiment_id
+
+    # -- the monitor thread ----------------------------------------------------------------------
+    def _monitor(self) -> None:
+        last_beat = time.monotonic()
+        try:
+            while not self._done.wait(CANCEL_POLL_S):
+                try:
+                    if not self._cancel.is_set() and services.cancel_requested(self.job_id):
+                        logger.info("training.cancel_seen job=%s", self.job_id)
+                        self._cancel.set()
+                    if time.monotonic() - last_beat >= HEARTBEAT_S:
+                        services.record_heartbeat(self.job_id, log_tail=self.log_tail())
+                        last_beat = time.monotonic()
+                except Exception:
+                    logger.warning("training.monitor_error job=%s", self.job_id, exc_info=True)
+        finally:
+            connection.close()
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+# -- the job ---------------------------------------------------------------------------------------
+def execute_job(job_id: int, *, task_id: str, hostname: str) -> str:
+    """Run job `job_id` to a final state; returns that state ("skipped" when already claimed)."""
+    job = services.claim_job(job_id, task_id=task_id, hostname=hostname)
+    if job is None:
+        return "skipped"
+    with JobReporter(job.pk) as reporter:
+        try:
+            return _run(job, reporter)
+        except TrainingCancelled as exc:
+            services.finish_cancelled(
+                job.pk, log_tail=reporter.log_tail(), run_id=exc.details.get("run_id") or reporter.run_id
+            )
+            return TrainingJob.Status.CANCELLED
+        except Exception as exc:  # noqa: BLE001  (every failure, ours or a library's, ends the job as failed)
+            code = getattr(exc, "code", "") if isinstance(exc, MlopsError) else _failure_code(exc)
+            services.finish_failed(
+                job.pk,
+                message=f"{type(exc).__name__}: {exc}",
+                code=code or "training_failed",
+                traceback=traceback.format_exc(),
+                log_tail=reporter.log_tail(),
+            )
+            return TrainingJob.Status.FAILED
+        finally:
+            _contain_mlflow()
+
+
+def _failure_code(exc: BaseException) -> str:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    return "time_limit" if isinstance(exc, SoftTimeLimitExceeded) else "training_failed"
+
+
+def _run(job: TrainingJob, reporter: JobReporter) -> str:
+    from backend.core.mlops_config import mlops_config
+    from backend.registry.services import record_version
+    from backend.training.datasets import prepared_dataset
+
+    config = mlops_config()
+    config.apply_process_env()
+    trainer_params, data_options = services.split_params(job.params)
+    reporter.on_stage("preparing data")
+    dataset = prepared_dataset(
+        job.dataset, Path(settings.TRAINING_DATA_DIR), data=data_options, on_stage=reporter.on_stage
+    )
+    reporter.on_stage("training")
+    services.record_stage(job.pk, "training", data_version=dataset.data_version, dataset_path=str(dataset.path))
+    outcome = _train(job, config, trainer_params, dataset, reporter)
+    reporter.run_id = outcome.run_id
+    services.record_stage(job.pk, "registering")
+    comparison = outcome.comparison.to_dict() if outcome.comparison is not None else {}
+    version = record_version(outcome.version, comparison=comparison)
+    promotion_error = _promote(job, version) if job.auto_promote else ""
+    services.finish_succeeded(
+        job.pk,
+        version=version,
+        metrics=outcome.metrics,
+        comparison=comparison,
+        run_id=outcome.run_id,
+        history=reporter.history,
+        log_tail=reporter.log_tail(),
+        promotion_error=promotion_error,
+    )
+    return TrainingJob.Status.SUCCEEDED
+
+
+def _train(job: TrainingJob, config, trainer_params: dict, dataset, reporter: JobReporter):
+    callbacks = {
+        "model_name": job.model_name,
+        "on_epoch": reporter.on_epoch,
+        "should_stop": reporter.should_stop,
+        "description": f"trained by training job #{job.pk}",
+    }
+    if job.kind == Kind.DETECTION:
+        from mlops.training.yolo import train_detector
+
+        return train_detector(config, trainer_params, dataset.path, **callbacks)
+    if job.kind == Kind.TABULAR:
+        from mlops.training.xgb import train_tabular
+
+        return train_tabular(config, trainer_params, dataset.path, **callbacks)
+    from mlops.training.search import search
+
+    return search(
+        config,
+        services.trainer_kind(job.kind, job.params),
+        trainer_params,
+        dataset.path,
+        trials=int(job.params.get("trials", 1)),
+        **callbacks,
+    )
+
+
+def _promote(job: TrainingJob, version) -> str:
+    """Promote the new version; a refusal (smoke test, approval policy) is recorded, not raised."""
+    from backend.registry.services import promote_version
+
+    try:
+        promote_version(version, actor=job.requested_by, reason=f"auto-promoted by training job #{job.pk}")
+    except MlopsError as exc:
+        logger.warning("training.auto_promote_refused job=%s version=%s error=%s", job.pk, version, exc.message)
+        return f"{exc.code}: {exc.message}"
+    except Exception as exc:
+        logger.exception("training.auto_promote_failed job=%s version=%s", job.pk, version)
+        return f"{type(exc).__name__}: {exc}"
+    logger.info("training.auto_promoted job=%s version=%s", job.pk, version)
+    return ""
+
+
+def _contain_mlflow() -> None:
+    """Undo what a training left in this process: autologging (Ultralytics turns it on) and open runs."""
+    import sys
+
+    if "mlflow" not in sys.modules:
+        return
+    import mlflow
+
+    try:
+        mlflow.autolog(disable=True, silent=True)
+        while mlflow.active_run() is not None:
+            mlflow.end_run(status="KILLED")
+    except Exception:
+        logger.warning("training.mlflow_cleanup_failed", exc_info=True)

@@ -1,0 +1,100 @@
+"""Training jobs over HTTP: the staff-only REST API and the pages that follow a job live."""
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.shortcuts import get_object_or_404, render
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import generics, status
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.training import services
+from backend.training.models import TrainingJob
+from backend.training.serializers import (
+    TrainingJobDetailSerializer,
+    TrainingJobSerializer,
+    TrainingJobStartSerializer,
+)
+
+LIST_FILTERS = ("status", "kind", "model_name")
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="List training jobs, newest first",
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=TrainingJob.Status.values),
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=TrainingJob.Kind.values),
+            OpenApiParameter("model_name", OpenApiTypes.STR),
+        ],
+    ),
+    post=extend_schema(
+        summary="Start a training job",
+        request=TrainingJobStartSerializer,
+        responses={
+            201: TrainingJobDetailSerializer,
+            400: OpenApiResponse(description="A bad kind, dataset, model name or params; `fields` names each."),
+        },
+    ),
+)
+class TrainingJobList(generics.ListCreateAPIView):
+    """Staff only: training uses the machine for minutes to hours and registers model versions."""
+
+    permission_classes = [IsAdminUser]
+    serializer_class = TrainingJobSerializer
+
+    def get_queryset(self):
+        jobs = TrainingJob.objects.select_related("model_version__model", "requested_by")
+        filters = {
+            name: self.request.query_params[name] for name in LIST_FILTERS if self.request.query_params.get(name)
+        }
+        return jobs.filter(**filters)
+
+    def create(self, request, *args, **kwargs):
+        request_serializer = TrainingJobStartSerializer(data=request.data)
+        request_serializer.is_valid(raise_exception=True)
+        job = services.start_job(**request_serializer.validated_data, user=request.user)
+        body = TrainingJobDetailSerializer(job).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["page_url"]})
+
+
+@extend_schema(summary="One training job: progress, per-epoch history, log tail, result or error")
+class TrainingJobDetail(generics.RetrieveAPIView):
+    permission_classes = [IsAdminUser]
+    serializer_class = TrainingJobDetailSerializer
+    queryset = TrainingJob.objects.select_related("model_version__model", "requested_by")
+
+
+class CancelTrainingJob(APIView):
+    """Cancel a queued job at once, or ask a running one to stop at its next batch."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        summary="Cancel a training job",
+        request=None,
+        responses={
+            200: TrainingJobDetailSerializer,
+            409: OpenApiResponse(description="The job already ended."),
+        },
+    )
+    def post(self, request, pk: int):
+        job = get_object_or_404(TrainingJob, pk=pk)
+        job = services.cancel_job(job, user=request.user)
+        return Response(TrainingJobDetailSerializer(job).data)
+
+
+# -- pages -----------------------------------------------------------------------------------------
+@staff_member_required
+def job_list(request):
+    jobs = list(TrainingJob.objects.select_related("model_version__model", "requested_by")[:200])
+    any_active = any(job.is_active for job in jobs)
+    return render(request, "training/job_list.html", {"jobs": jobs, "any_active": any_active, "title": "Training jobs"})
+
+
+@staff_member_required
+def job_detail(request, pk: int):
+    job = get_object_or_404(TrainingJob.objects.select_related("model_version__model", "requested_by"), pk=pk)
+    context = {"job": job, "initial": TrainingJobDetailSerializer(job).data, "title": f"Training job #{job.pk}"}
+    return render(request, "training/job_detail.html", context)
