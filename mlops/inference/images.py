@@ -1,0 +1,133 @@
+"""Decode uploaded images once and right: size caps before pixels, EXIF orientation, honest colour.
+
+Pillow's own decompression-bomb limit lets a 10 KB PNG declaring 9000x9000 cost ~400 MB, 16-bit
+images turn white when converted naively, alpha composited on black hides dark content, and
+Ultralytics ignores EXIF orientation for PIL inputs. Everything that serves or monitors images goes
+through `decode_image`, so every model sees the same pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mlops.exceptions import InputTooLarge, InvalidInput
+
+logger = logging.getLogger(__name__)
+
+# Modes whose samples do not fit in 8 bits: scaled by their real range, never clipped.
+_WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_WHITE = (255, 255, 255)
+
+
+def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> Image.Image:
+    """Decode image bytes into an RGB Pillow image, refusing oversized images from their header.
+
+    Raises InputTooLarge (code "image_too_large") before any pixel is decoded when the declared
+    size exceeds `max_pixels` or `max_side`, and InvalidInput (code "invalid_image") for bytes
+    that are not a decodable image.
+    """
+    if not data:
+        raise InvalidInput("The image is empty.", code="invalid_image", details={"problem": "empty"})
+    with warnings.catch_warnings():
+        # Our caps are the limit; Pillow's own bomb warning would only add noise below its error.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:
+            raise InputTooLarge(str(exc), code="image_too_large", details={"problem": "decompression_bomb"}) from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise InvalidInput(
+                "The file is not an image we can read.", code="invalid_image", details={"problem": "unreadable"}
+            ) from exc
+        check_size(image.size, max_pixels=max_pixels, max_side=max_side)
+        try:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+        except (OSError, SyntaxError, ValueError, TypeError, EOFError) as exc:
+            raise InvalidInput(
+                f"The image could not be decoded: {exc}", code="invalid_image", details={"problem": "corrupt"}
+            ) from exc
+
+
+def check_size(size: tuple[int, int], *, max_pixels: int, max_side: int) -> None:
+    """Refuse a declared (width, height) beyond our caps, before anything is decoded."""
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise InvalidInput("The image has no pixels.", code="invalid_image", details={"problem": "empty"})
+    if width > max_side or height > max_side or width * height > max_pixels:
+        raise InputTooLarge(
+            f"The image is {width}x{height}; the limit is {max_side} pixels a side and {max_pixels} pixels in all.",
+            code="image_too_large",
+            details={"width": width, "height": height, "max_side": max_side, "max_pixels": max_pixels},
+        )
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB without washing out or darkening the picture."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _WIDE_MODES:
+        return _wide_to_rgb(image)
+    if mode == "CMYK":
+        return _cmyk_to_rgb(image)
+    if mode == "P":
+        has_alpha = "transparency" in image.info or (image.palette is not None and image.palette.mode == "RGBA")
+        return _composite_on_white(image.convert("RGBA")) if has_alpha else image.convert("RGB")
+    if mode in _ALPHA_MODES:
+        return _composite_on_white(image.convert("RGBA"))
+    if mode == "L" and "transparency" in image.info:
+        return _composite_on_white(image.convert("RGBA"))
+    return image.convert("RGB")
+
+
+def _wide_to_rgb(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit samples to 0-255 by the range actually used (a 12-bit scan stays visible)."""
+    samples = np.asarray(image)
+    if samples.dtype.kind == "f" and not np.isfinite(samples).all():
+        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = samples.min().item(), samples.max().item()
+    if high <= low:
+        # A flat image: keep its level relative to the container's range.
+        full_scale = 65535.0 if image.mode.startswith("I;16") else 255.0
+        level = int(np.clip(round(low / full_scale * 255.0), 0, 255))
+        return Image.new("RGB", image.size, (level, level, level))
+    if samples.dtype.kind == "u" and samples.dtype.itemsize == 2:
+        # A lookup table keeps a 40 MP 16-bit scan at 40 MB of work memory instead of 320.
+        codes = np.arange(65536, dtype=np.float32)
+        table = np.clip(np.rint((codes - low) * (255.0 / (high - low))), 0, 255).astype(np.uint8)
+        luma = table[samples]
+    else:
+        scaled = (samples.astype(np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))
+        luma = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return Image.fromarray(luma).convert("RGB")
+
+
+def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
+    """Use the embedded ICC profile when there is one; Pillow's naive formula otherwise."""
+    icc = image.info.get("icc_profile")
+    if icc:
+        try:
+            from PIL import ImageCms
+        except ImportError:  # Pillow built without littlecms
+            return image.convert("RGB")
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (OSError, ValueError, ImageCms.PyCMSError) as exc:
+            logger.info("image.cmyk_profile_ignored error=%s", exc)
+    return image.convert("RGB")
+
+
+def _composite_on_white(rgba: Image.Image) -> Image.Image:
+    """Transparent pixels become white, as a browser shows them, not black."""
+    background = Image.new("RGB", rgba.size, _WHITE)
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
