@@ -28,7 +28,7 @@ from mlops.data.layout import (
     reset_dir,
     write_dataset_info,
 )
-from mlops.data.network import probe_url
+from mlops.data.network import probe_http
 from mlops.data.synthetic import (
     TABLE_FILE,
     ShapesSpec,
@@ -113,7 +113,7 @@ def kaggle_readiness(timeout: float = KAGGLE_PROBE_TIMEOUT) -> None:
             code="kaggle_credentials_missing",
         )
     endpoint = get_endpoint(get_env())
-    problem = probe_url(endpoint, timeout=timeout)
+    problem = probe_http(endpoint, timeout=timeout)
     if problem is not None:
         raise OfflineError(
             f"Kaggle is not reachable at {endpoint} ({problem}): no network, or a proxy/firewall blocks it",
@@ -226,6 +226,7 @@ def _convert_class_folders(folder: Path, images: list[Path], dest: Path, source:
         )
     index = {name: i for i, name in enumerate(classes)}
     dest = reset_dir(dest)
+    (dest / "labels").mkdir()
     count = 0
     for image in images:
         if image.parent == folder:

@@ -35,3 +35,28 @@ def probe_url(url: str, timeout: float = 3.0) -> str | None:
     parsed = urlparse(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     return probe(parsed.hostname or "", port, timeout)
+
+
+def probe_http(url: str, timeout: float = 3.0) -> str | None:
+    """None when `url` answers HTTP at all (any status) within `timeout` seconds, else why not.
+
+    Goes through `requests`, like the clients that will talk to the service next (kagglehub),
+    so proxies and certificates are tried the way they will be used.
+    """
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        import requests
+
+        try:
+            requests.head(url, timeout=timeout, allow_redirects=False)
+            outcome.append(None)
+        except requests.RequestException as exc:
+            outcome.append(f"{type(exc).__name__}: {exc}")
+
+    worker = threading.Thread(target=attempt, name="probe-http", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        return f"no answer within {timeout:g}s"
+    return outcome[0]
