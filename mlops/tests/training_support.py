@@ -1,0 +1,51 @@
+"""Helpers shared by the training tests: a private MLflow store per module, run lookups."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from mlops.config import MlopsConfig
+
+# What MlopsConfig.apply_process_env and the trainers set for the whole process.
+PROCESS_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION",
+    "MLFLOW_EXPERIMENT_NAME",
+    "YOLO_CONFIG_DIR",
+    "YOLO_OFFLINE",
+    "YOLO_AUTOINSTALL",
+)
+
+
+def store_config(var_dir: Path) -> MlopsConfig:
+    """A config whose MLflow store (SQLite) and artifacts live in `var_dir`."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    return MlopsConfig(
+        var_dir=var_dir,
+        tracking_uri=f"sqlite:///{var_dir / 'mlflow.db'}",
+        registry_uri=f"sqlite:///{var_dir / 'mlflow.db'}",
+        artifact_root=str(var_dir / "mlartifacts"),
+        experiment="modelyard-tests",
+    )
+
+
+@contextmanager
+def process_env_restored():
+    """Put back the environment variables training sets, so later modules see their own."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in PROCESS_ENV:
+            if name in os.environ:
+                patch.setenv(name, os.environ[name])
+            else:
+                patch.delenv(name, raising=False)
+        yield patch
+
+
+def runs_of(config: MlopsConfig, registry) -> list:
+    experiment = registry.experiment_id()
+    return registry.client.search_runs([experiment], max_results=200)

@@ -1,0 +1,360 @@
+"""Hyperparameter search with Optuna: N trials, median pruning, the best trial registered.
+
+The search space lives in params.yaml (`search.tabular` / `search.detector`), one entry per
+parameter::
+
+    max_depth: {type: int, low: 2, high: 8}
+    learning_rate: {type: float, low: 0.01, high: 0.3, log: true}
+    batch: {type: categorical, choices: [8, 16]}
+
+A parent MLflow run holds the search; each trial is a nested run. Trials report their validation
+loss (tabular, per boosting round) or fitness (detector, per epoch) so the MedianPruner can stop
+the weak ones early. Only the best trial is evaluated on the test split, registered and compared
+with production: test data never steers the search.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlops.config import MlopsConfig
+from mlops.data.prepare import PreparedDataset, load_prepared
+from mlops.exceptions import InvalidInput, TrainingCancelled
+from mlops.registry.entities import ModelKind
+from mlops.registry.mlflow_store import MlflowModelRegistry
+from mlops.training.params import DetectorParams, TabularParams, config_hash, load_params_file
+from mlops.training.results import TrainingOutcome
+from mlops.training.tracking import TrainingRun, scratch_dir, training_run
+
+logger = logging.getLogger(__name__)
+
+TrialCallback = Callable[[int, int, dict], None]
+StopCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    n_trials: int = 10
+    seed: int = 0
+    pruner: dict = field(default_factory=lambda: {"n_startup_trials": 3, "n_warmup_steps": 5})
+    space: dict = field(default_factory=dict)
+
+    @classmethod
+    def resolve(cls, kind: str, overrides: Mapping[str, Any] | None, params_file=None) -> SearchSettings:
+        section = dict(load_params_file(params_file).get("search") or {})
+        values = {
+            "n_trials": section.get("n_trials", 10),
+            "seed": section.get("seed", 0),
+            "pruner": section.get("pruner") or {"n_startup_trials": 3, "n_warmup_steps": 5},
+            "space": section.get(kind) or {},
+        }
+        values.update({key: value for key, value in dict(overrides or {}).items() if value is not None})
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise InvalidInput(f"unknown search settings {unknown}", code="bad_params")
+        settings = cls(**values)
+        if settings.n_trials < 1 or not settings.space:
+            raise InvalidInput(f"a {kind} search needs n_trials >= 1 and a search space", code="bad_params")
+        return settings
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """The registered best trial, and what every trial tried and scored."""
+
+    best: TrainingOutcome
+    parent_run_id: str
+    best_trial: int
+    best_value: float
+    best_params: dict
+    trials: tuple[dict, ...]
+    duration_s: float
+
+    def summary(self) -> dict:
+        return {
+            **self.best.summary(),
+            "parent_run_id": self.parent_run_id,
+            "best_trial": self.best_trial,
+            "best_value": self.best_value,
+            "best_params": dict(self.best_params),
+            "trials": [dict(trial) for trial in self.trials],
+        }
+
+
+def suggest(trial, space: Mapping[str, Mapping[str, Any]]) -> dict:
+    """Draw one value per parameter of `space` (the params.yaml format above)."""
+    values = {}
+    for name, spec in space.items():
+        kind = spec.get("type")
+        if kind == "int":
+            values[name] = trial.suggest_int(
+                name, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)), log=bool(spec.get("log"))
+            )
+        elif kind == "float":
+            values[name] = trial.suggest_float(
+                name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")), step=spec.get("step")
+            )
+        elif kind == "categorical":
+            values[name] = trial.suggest_categorical(name, list(spec["choices"]))
+        else:
+            raise InvalidInput(f"search space entry {name!r} needs type int, float or categorical", code="bad_params")
+    return values
+
+
+def search_tabular(
+    config: MlopsConfig,
+    params: TabularParams | Mapping[str, Any] | None,
+    dataset_dir: Path | str,
+    *,
+    model_name: str,
+    n_trials: int | None = None,
+    space: Mapping[str, Any] | None = None,
+    on_trial: TrialCallback | None = None,
+    should_stop: StopCheck | None = None,
+    description: str = "",
+    params_file: Path | str | None = None,
+) -> SearchOutcome:
+    """Search XGBoost parameters (minimising validation log loss); register the best model."""
+    from mlops.training import xgb
+
+    base = TabularParams.resolve(params, params_file)
+    settings = SearchSettings.resolve("tabular", {"n_trials": n_trials, "space": space}, params_file)
+    data = _load(dataset_dir, "tabular")
+
+    def run_trial(trial, trial_params: TabularParams, run: TrainingRun, workdir: Path):
+        def on_round(done: int, val_loss: float) -> bool:
+            trial.report(val_loss, done)
+            return trial.should_prune()
+
+        fit = xgb.fit_booster(trial_params, data, should_stop=should_stop, on_round=on_round)
+        if fit.cancelled:
+            raise TrainingCancelled(f"search of {model_name} was cancelled", details={"run_id": run.run_id})
+        run.log_metric_history(fit.history)
+        metric = next(key for key in fit.history if key.startswith("val/"))
+        value = min(fit.history[metric]) if fit.history[metric] else float("inf")
+        run.log_metrics({"val/best_loss": value, "rounds": fit.rounds, "best_round": fit.best_round})
+        pruned = fit.rounds < trial_params.n_estimators and trial.should_prune()
+        return value, pruned, fit
+
+    def finish(run: TrainingRun, fit, trial_params: TabularParams, workdir: Path, started: float) -> TrainingOutcome:
+        built = xgb.finish_tabular(run, fit.booster, data, workdir, rounds=fit.rounds, best_round=fit.best_round)
+        registry = MlflowModelRegistry(config)
+        return xgb.register_tabular(
+            registry, run, built, data, model_name=model_name, description=description, started=started
+        )
+
+    return _search(
+        config,
+        kind=ModelKind.TABULAR,
+        base=base,
+        settings=settings,
+        data=data,
+        model_name=model_name,
+        direction="minimize",
+        run_trial=run_trial,
+        finish=finish,
+        on_trial=on_trial,
+    )
+
+
+def search_detector(
+    config: MlopsConfig,
+    params: DetectorParams | Mapping[str, Any] | None,
+    dataset_dir: Path | str,
+    *,
+    model_name: str,
+    n_trials: int | None = None,
+    space: Mapping[str, Any] | None = None,
+    on_trial: TrialCallback | None = None,
+    should_stop: StopCheck | None = None,
+    description: str = "",
+    params_file: Path | str | None = None,
+) -> SearchOutcome:
+    """Search YOLO training parameters (maximising validation fitness); register the best model."""
+    from mlops.training import yolo
+
+    base = DetectorParams.resolve(params, params_file)
+    settings = SearchSettings.resolve("detector", {"n_trials": n_trials, "space": space}, params_file)
+    data = _load(dataset_dir, "detection")
+
+    def run_trial(trial, trial_params: DetectorParams, run: TrainingRun, workdir: Path):
+        state = {"pruned": False}
+
+        def on_fit_epoch(trainer) -> None:
+            trial.report(float(trainer.fitness or 0.0), trainer.epoch + 1)
+            if trial.should_prune():
+                state["pruned"] = True
+                trainer.stop = True
+
+        fit = yolo.fit_detector(
+            trial_params,
+            data,
+            workdir,
+            experiment=config.experiment,
+            run=run,
+            should_stop=should_stop,
+            on_fit_epoch=on_fit_epoch,
+        )
+        if fit.cancelled:
+            raise TrainingCancelled(f"search of {model_name} was cancelled", details={"run_id": run.run_id})
+        value = max((epoch.get("fitness", 0.0) for epoch in fit.history), default=0.0)
+        run.log_metrics({"val/best_fitness": value, "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch})
+        return value, state["pruned"], fit
+
+    def finish(run: TrainingRun, fit, trial_params: DetectorParams, workdir: Path, started: float) -> TrainingOutcome:
+        built = yolo.finish_detector(run, fit, trial_params, data, workdir)
+        registry = MlflowModelRegistry(config)
+        return yolo.register_detector(
+            registry, run, built, trial_params, data, model_name=model_name, description=description, started=started
+        )
+
+    return _search(
+        config,
+        kind=ModelKind.DETECTION,
+        base=base,
+        settings=settings,
+        data=data,
+        model_name=model_name,
+        direction="maximize",
+        run_trial=run_trial,
+        finish=finish,
+        on_trial=on_trial,
+        flatten=yolo.flat_params,
+    )
+
+
+def _search(
+    config: MlopsConfig,
+    *,
+    kind: ModelKind,
+    base,
+    settings: SearchSettings,
+    data: PreparedDataset,
+    model_name: str,
+    direction: str,
+    run_trial,
+    finish,
+    on_trial: TrialCallback | None,
+    flatten=None,
+) -> SearchOutcome:
+    import optuna
+
+    started = time.monotonic()
+    config.apply_process_env()
+    registry = MlflowModelRegistry(config)
+    flatten = flatten or (lambda p: p.to_dict())
+    fields = set(type(base).__dataclass_fields__)
+    unknown = sorted(set(settings.space) - fields)
+    if unknown:
+        raise InvalidInput(f"the search space names unknown parameters {unknown}", code="bad_params")
+    workdir = scratch_dir(config, f"{model_name}-search-")
+    kept: dict[int, tuple[float, TrainingRun, Any, Any, Path]] = {}
+    trials: list[dict] = []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction=direction,
+        sampler=optuna.samplers.TPESampler(seed=settings.seed),
+        pruner=optuna.pruners.MedianPruner(**settings.pruner),
+    )
+    search_params = {
+        "n_trials": settings.n_trials,
+        "seed": settings.seed,
+        "direction": direction,
+        "pruner": settings.pruner,
+        "space": settings.space,
+        **{f"base.{key}": value for key, value in flatten(base).items()},
+    }
+    try:
+        with training_run(
+            registry,
+            kind=kind,
+            run_name=f"{model_name}-search",
+            params=search_params,
+            data_version=data.data_version,
+            config_hash=config_hash(search_params),
+            tags={"modelyard.model_name": model_name, "modelyard.search": "parent"},
+        ) as parent:
+
+            def objective(trial) -> float:
+                sampled = suggest(trial, settings.space)
+                trial_params = type(base).from_mapping({**base.to_dict(), **sampled})
+                trial_dir = workdir / f"trial-{trial.number}"
+                trial_dir.mkdir()
+                with training_run(
+                    registry,
+                    kind=kind,
+                    run_name=f"{model_name}-trial-{trial.number}",
+                    params=flatten(trial_params),
+                    data_version=data.data_version,
+                    config_hash=trial_params.config_hash(),
+                    parent_run_id=parent.run_id,
+                    tags={"modelyard.model_name": model_name, "modelyard.search": "trial", "trial": trial.number},
+                ) as run:
+                    value, pruned, fit = run_trial(trial, trial_params, run, trial_dir)
+                    run.set_tags({"modelyard.trial_state": "pruned" if pruned else "complete"})
+                record = {"number": trial.number, "params": sampled, "value": value, "run_id": run.run_id}
+                if pruned:
+                    trials.append({**record, "state": "pruned"})
+                    _report(on_trial, trial.number, settings.n_trials, trials[-1])
+                    shutil.rmtree(trial_dir, ignore_errors=True)
+                    raise optuna.TrialPruned()
+                trials.append({**record, "state": "complete"})
+                _report(on_trial, trial.number, settings.n_trials, trials[-1])
+                kept[trial.number] = (value, run, fit, trial_params, trial_dir)
+                _keep_only_best(kept, direction)
+                return value
+
+            study.optimize(objective, n_trials=settings.n_trials, catch=())
+            complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+            if not complete:
+                raise InvalidInput("every trial was pruned; widen the search or add trials", code="search_empty")
+            best_trial = study.best_trial
+            parent.log_metrics({"best_value": best_trial.value, "best_trial": best_trial.number})
+            parent.set_tags({"modelyard.best_trial_run": kept[best_trial.number][1].run_id})
+        _, run, fit, trial_params, trial_dir = kept[best_trial.number]
+        outcome = finish(run, fit, trial_params, trial_dir, started)
+        logger.info(
+            "training.search_finished name=%s trials=%s best=%s value=%s version=%s",
+            model_name,
+            len(study.trials),
+            best_trial.number,
+            best_trial.value,
+            outcome.version.version,
+        )
+        return SearchOutcome(
+            best=outcome,
+            parent_run_id=parent.run_id,
+            best_trial=best_trial.number,
+            best_value=float(best_trial.value),
+            best_params=dict(best_trial.params),
+            trials=tuple(trials),
+            duration_s=time.monotonic() - started,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _keep_only_best(kept: dict, direction: str) -> None:
+    """Drop the files of every trial but the best so far (a detector trial holds weights)."""
+    pick = min if direction == "minimize" else max
+    best = pick(kept, key=lambda number: kept[number][0])
+    for number in [n for n in kept if n != best]:
+        shutil.rmtree(kept.pop(number)[4], ignore_errors=True)
+
+
+def _report(on_trial: TrialCallback | None, number: int, total: int, record: dict) -> None:
+    if on_trial is not None:
+        on_trial(number + 1, total, dict(record))
+
+
+def _load(dataset_dir: Path | str, kind: str) -> PreparedDataset:
+    data = load_prepared(dataset_dir)
+    if data.kind != kind:
+        raise InvalidInput(f"{dataset_dir} is a {data.kind} dataset, not a {kind} one", code="kind_mismatch")
+    return data

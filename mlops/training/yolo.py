@@ -1,0 +1,466 @@
+"""Train, evaluate, export and register an Ultralytics YOLO detector.
+
+`train_detector` is the one entry point: it trains on a prepared dataset (mlops.data.prepare)
+inside one MLflow run, evaluates the exported ONNX model on the test split, saves the drift
+reference table, registers the version and compares it with production. Progress goes to the
+caller's `on_epoch(epoch, epochs, metrics)`; `should_stop()` is polled after every batch and
+stops training through Ultralytics' own `trainer.stop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops.config import MlopsConfig
+from mlops.data.layout import is_image
+from mlops.data.network import probe_http
+from mlops.data.prepare import PreparedDataset, load_prepared
+from mlops.exceptions import InvalidInput, TrainingCancelled
+from mlops.registry.entities import ArtifactRole, ModelKind, ModelVersionInfo
+from mlops.registry.mlflow_store import MlflowModelRegistry
+from mlops.training.compare import NotComparable, compare_with_production, record_comparison
+from mlops.training.params import DetectorParams
+from mlops.training.results import TrainingOutcome
+from mlops.training.tracking import (
+    TrainingRun,
+    metric_key,
+    scratch_dir,
+    training_run,
+    ultralytics_mlflow_scope,
+)
+
+logger = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, int, dict], None]
+StopCheck = Callable[[], bool]
+
+PRIMARY_METRIC = "mAP50-95"
+WEIGHTS_URL = "https://github.com"  # Ultralytics' release assets
+DOWNLOAD_PROBE_TIMEOUT = 3.0
+REFERENCE_FILE = "reference.parquet"
+# The model-output columns of the drift reference table (image descriptors come first).
+OUTPUT_COLUMNS = ("n_boxes", "mean_confidence")
+CLASS_COUNT_PREFIX = "count_"
+_FRIENDLY = {
+    "metrics/precision(B)": "precision",
+    "metrics/recall(B)": "recall",
+    "metrics/mAP50(B)": "mAP50",
+    "metrics/mAP50-95(B)": "mAP50-95",
+}
+
+
+@dataclass(frozen=True)
+class FitResult:
+    best: Path
+    last: Path
+    save_dir: Path
+    epochs_run: int
+    best_epoch: int
+    cancelled: bool
+    history: tuple[dict, ...]
+    ultralytics_logged: bool  # Ultralytics' MLflow callback logged epochs and files itself
+
+
+def train_detector(
+    config: MlopsConfig,
+    params: DetectorParams | Mapping[str, Any] | None,
+    dataset_dir: Path | str,
+    *,
+    model_name: str,
+    on_epoch: EpochCallback | None = None,
+    should_stop: StopCheck | None = None,
+    description: str = "",
+    params_file: Path | str | None = None,
+) -> TrainingOutcome:
+    """Train a detector on the prepared dataset in `dataset_dir` and register it as a new version.
+
+    Raises TrainingCancelled (after the MLflow run is marked KILLED) when `should_stop()` turned
+    true; any other failure marks the run FAILED and propagates.
+    """
+    started = time.monotonic()
+    config.apply_process_env()
+    params = DetectorParams.resolve(params, params_file)
+    data = load_prepared(dataset_dir)
+    if data.kind != "detection":
+        raise InvalidInput(f"{dataset_dir} is a {data.kind} dataset, not a detection one", code="kind_mismatch")
+    registry = MlflowModelRegistry(config)
+    workdir = scratch_dir(config, f"{model_name}-")
+    try:
+        with training_run(
+            registry,
+            kind=ModelKind.DETECTION,
+            run_name=f"{model_name}-{params.architecture}",
+            params=flat_params(params),
+            data_version=data.data_version,
+            config_hash=params.config_hash(),
+            tags={"modelyard.model_name": model_name},
+        ) as run:
+            fit = fit_detector(
+                params, data, workdir, experiment=config.experiment, run=run, on_epoch=on_epoch, should_stop=should_stop
+            )
+            if fit.cancelled:
+                raise TrainingCancelled(
+                    f"training of {model_name} was cancelled after {fit.epochs_run} epochs",
+                    details={"run_id": run.run_id, "epochs_run": fit.epochs_run},
+                )
+            built = finish_detector(run, fit, params, data, workdir)
+        return register_detector(
+            registry, run, built, params, data, model_name=model_name, description=description, started=started
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class DetectorBuild:
+    """A trained detector's files and its test metrics, ready to register."""
+
+    weights: Path
+    onnx: Path
+    reference: Path
+    metrics: dict[str, float]
+    epochs_run: int
+    best_epoch: int
+
+
+def finish_detector(
+    run: TrainingRun, fit: FitResult, params: DetectorParams, data: PreparedDataset, workdir: Path
+) -> DetectorBuild:
+    """Export ONNX, evaluate it on the test split, save the drift reference; log all to `run`."""
+    onnx = export_onnx(fit.best, params.imgsz)
+    metrics = evaluate_detector(onnx, data, imgsz=params.imgsz, workdir=workdir)
+    reference = save_reference(
+        onnx, data, Path(workdir) / REFERENCE_FILE, imgsz=params.imgsz, conf=params.reference_conf
+    )
+    run.log_metrics({f"test/{key}": value for key, value in metrics.items()})
+    run.log_metrics({"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch})
+    _log_files(run, fit, reference, data)
+    return DetectorBuild(fit.best, onnx, reference, metrics, fit.epochs_run, fit.best_epoch)
+
+
+def register_detector(
+    registry: MlflowModelRegistry,
+    run: TrainingRun,
+    built: DetectorBuild,
+    params: DetectorParams,
+    data: PreparedDataset,
+    *,
+    model_name: str,
+    description: str,
+    started: float,
+) -> TrainingOutcome:
+    """Register the build as a new version of `model_name`, compare it with production."""
+    files = {
+        ArtifactRole.WEIGHTS: built.weights,
+        ArtifactRole.ONNX: built.onnx,
+        ArtifactRole.REFERENCE: built.reference,
+        ArtifactRole.DATA_MANIFEST: data.manifest_path,
+    }
+    if data.validation_report is not None:
+        files[ArtifactRole.VALIDATION_REPORT] = data.validation_report
+    version = registry.register_version(
+        model_name,
+        ModelKind.DETECTION,
+        files,
+        metrics=built.metrics,
+        metadata={
+            "class_names": list(data.class_names),
+            "imgsz": params.imgsz,
+            "architecture": params.architecture,
+            "task": "detect",
+            "data_version": data.data_version,
+            "reference_conf": params.reference_conf,
+        },
+        lineage=run.lineage,
+        run_id=run.run_id,
+        description=description,
+    )
+    workdir = built.onnx.parent
+    comparison = compare_with_production(
+        registry,
+        version,
+        built.metrics,
+        primary_metric=PRIMARY_METRIC,
+        data_version=data.data_version,
+        score_baseline=lambda baseline: _score_baseline(registry, baseline, data, workdir),
+    )
+    record_comparison(registry, comparison, model_name, run.run_id)
+    return TrainingOutcome(
+        version=version,
+        metrics=built.metrics,
+        comparison=comparison,
+        run_id=run.run_id,
+        duration_s=time.monotonic() - started,
+        epochs_run=built.epochs_run,
+        best_epoch=built.best_epoch,
+    )
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def fit_detector(
+    params: DetectorParams,
+    data: PreparedDataset,
+    workdir: Path,
+    *,
+    experiment: str,
+    run: TrainingRun | None = None,
+    on_epoch: EpochCallback | None = None,
+    should_stop: StopCheck | None = None,
+    on_fit_epoch: Callable[[Any], None] | None = None,
+) -> FitResult:
+    """Ultralytics training with our callbacks; returns where the best weights are."""
+    model = build_model(params, Path(workdir) / "weights")
+    progress = _Progress(run, on_epoch, should_stop, on_fit_epoch)
+    model.add_callback("on_train_epoch_end", progress.on_train_epoch_end)
+    model.add_callback("on_fit_epoch_end", progress.on_fit_epoch_end)
+    model.add_callback("on_train_batch_end", progress.on_train_batch_end)
+    logger.info("training.detector_started model=%s data=%s epochs=%s", params.model, data.data_yaml, params.epochs)
+    with ultralytics_mlflow_scope(experiment):
+        model.train(
+            data=str(data.data_yaml),
+            project=str(workdir),
+            name="train",
+            exist_ok=True,
+            verbose=False,
+            **params.ultralytics_args(),
+        )
+    trainer = model.trainer
+    best, last = Path(trainer.best), Path(trainer.last)
+    logger.info(
+        "training.detector_finished epochs=%s best_epoch=%s cancelled=%s",
+        progress.epochs_run,
+        progress.best_epoch,
+        progress.cancelled,
+    )
+    return FitResult(
+        best=best if best.exists() else last,
+        last=last,
+        save_dir=Path(trainer.save_dir),
+        epochs_run=progress.epochs_run,
+        best_epoch=progress.best_epoch,
+        cancelled=progress.cancelled,
+        history=tuple(progress.history),
+        ultralytics_logged=bool(getattr(trainer, "_mlflow_active", False)),
+    )
+
+
+class _Progress:
+    """Ultralytics callbacks: report each epoch, poll for cancellation after every batch.
+
+    `on_fit_epoch_end` also fires once after training for the final evaluation of best.pt; an
+    epoch is only counted when `on_train_epoch_end` came before it.
+    """
+
+    def __init__(self, run, on_epoch, should_stop, on_fit_epoch):
+        self.run = run
+        self.on_epoch = on_epoch
+        self.should_stop = should_stop
+        self.on_fit_epoch = on_fit_epoch
+        self.cancelled = False
+        self.epochs_run = 0
+        self.best_epoch = 0
+        self.best_fitness = float("-inf")
+        self.history: list[dict] = []
+        self._epoch_open = False
+
+    def on_train_batch_end(self, trainer) -> None:
+        if self.should_stop is not None and not self.cancelled and self.should_stop():
+            logger.info("training.cancel_requested epoch=%s", trainer.epoch + 1)
+            self.cancelled = True
+        if self.cancelled:
+            trainer.stop = True
+
+    def on_train_epoch_end(self, trainer) -> None:
+        self._epoch_open = True
+
+    def on_fit_epoch_end(self, trainer) -> None:
+        raw = {
+            **trainer.label_loss_items(trainer.tloss, prefix="train"),
+            **(trainer.metrics or {}),
+            **(getattr(trainer, "lr", None) or {}),
+        }
+        if self.run is not None and not getattr(trainer, "_mlflow_active", False):
+            # Ultralytics' MLflow callback is off (settings, or under pytest): log what it would.
+            self.run.log_metrics(raw, step=trainer.epoch)
+        if not self._epoch_open:
+            return  # the final evaluation of best.pt, not an epoch
+        self._epoch_open = False
+        self.epochs_run = trainer.epoch + 1
+        metrics = {_FRIENDLY.get(key, key): float(value) for key, value in raw.items() if _is_number(value)}
+        fitness = float(trainer.fitness) if trainer.fitness is not None else float("-inf")
+        if fitness > self.best_fitness:
+            self.best_fitness, self.best_epoch = fitness, self.epochs_run
+        metrics["fitness"] = fitness
+        self.history.append({"epoch": self.epochs_run, **metrics})
+        if self.on_fit_epoch is not None:
+            self.on_fit_epoch(trainer)
+        if self.on_epoch is not None:
+            self.on_epoch(self.epochs_run, trainer.epochs, metrics)
+
+
+def build_model(params: DetectorParams, weights_dir: Path):
+    """YOLO from the architecture yaml, with pretrained weights when given and obtainable."""
+    from ultralytics import YOLO
+
+    architecture = params.model
+    if architecture.endswith(".pt") and not Path(architecture).is_file():
+        # A checkpoint name: download it if possible, else the same architecture from scratch.
+        found = pretrained_weights(architecture, weights_dir)
+        architecture = str(found) if found else f"{Path(architecture).stem}.yaml"
+    model = YOLO(architecture)
+    if params.weights:
+        weights = pretrained_weights(params.weights, weights_dir)
+        if weights is not None:
+            model = model.load(str(weights))
+            logger.info("training.pretrained_loaded weights=%s", weights)
+    return model
+
+
+def pretrained_weights(spec: str, weights_dir: Path) -> Path | None:
+    """A local weights file for `spec` (a path, or an Ultralytics asset name to download).
+
+    Offline, the download is skipped within seconds with a warning (None: train from scratch);
+    a path that does not exist is the caller's mistake and raises.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if len(path.parts) > 1 or path.suffix != ".pt":
+        raise InvalidInput(f"pretrained weights {spec!r} do not exist", code="weights_missing")
+    cached = Path(weights_dir) / path.name
+    if cached.is_file():
+        return cached
+    problem = probe_http(WEIGHTS_URL, timeout=DOWNLOAD_PROBE_TIMEOUT)
+    if problem is not None:
+        logger.warning("training.pretrained_unavailable weights=%s reason=%r: training from scratch", spec, problem)
+        return None
+    from ultralytics.utils.downloads import attempt_download_asset
+
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        downloaded = Path(attempt_download_asset(str(cached)))
+    except Exception as exc:  # noqa: BLE001  (any download failure means: train from scratch)
+        logger.warning("training.pretrained_unavailable weights=%s reason=%r: training from scratch", spec, exc)
+        return None
+    return downloaded if downloaded.is_file() else None
+
+
+# -- evaluation, export, reference ------------------------------------------------------------
+
+
+def export_onnx(weights: Path, imgsz: int) -> Path:
+    """Ultralytics' ONNX export of `weights` at the training image size (static 1x3xSxS input)."""
+    from ultralytics import YOLO
+
+    exported = YOLO(str(weights)).export(format="onnx", imgsz=imgsz, device="cpu", verbose=False)
+    logger.info("training.onnx_exported path=%s", exported)
+    return Path(exported)
+
+
+def evaluate_detector(
+    model_path: Path, data: PreparedDataset, *, imgsz: int, workdir: Path, split: str = "test"
+) -> dict[str, float]:
+    """mAP50, mAP50-95, precision, recall and per-class AP of `model_path` (.onnx or .pt) on `split`."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(model_path), task="detect")
+    result = model.val(
+        data=str(data.data_yaml),
+        split=split,
+        imgsz=imgsz,
+        batch=1 if Path(model_path).suffix == ".onnx" else 16,
+        device="cpu",
+        workers=0,
+        plots=False,
+        verbose=False,
+        project=str(workdir),
+        name=f"val-{split}-{Path(model_path).stem}",
+        exist_ok=True,
+    )
+    box = result.box
+    metrics = {"mAP50": box.map50, "mAP50-95": box.map, "precision": box.mp, "recall": box.mr}
+    names = list(data.class_names)
+    for row, class_index in enumerate(box.ap_class_index):
+        name = names[int(class_index)] if int(class_index) < len(names) else str(class_index)
+        metrics[metric_key(f"AP50/{name}")] = box.ap50[row]
+        metrics[metric_key(f"AP50-95/{name}")] = box.ap[row]
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def save_reference(model_path: Path, data: PreparedDataset, out: Path, *, imgsz: int, conf: float) -> Path:
+    """The drift reference: descriptors of each validation image and the model's outputs on it."""
+    import pandas as pd
+    from PIL import Image
+    from ultralytics import YOLO
+
+    from mlops.inference.features import image_features
+
+    images = sorted(p for p in (data.path / "images" / "val").iterdir() if is_image(p))
+    model = YOLO(str(model_path), task="detect")
+    names = list(data.class_names)
+    rows = []
+    for path in images:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        result = model.predict(image, imgsz=imgsz, conf=conf, device="cpu", verbose=False)[0]
+        classes = result.boxes.cls.int().tolist() if result.boxes is not None else []
+        confidences = result.boxes.conf.tolist() if result.boxes is not None else []
+        row = {"image": path.name, **image_features(image)}
+        row["n_boxes"] = len(classes)
+        row["mean_confidence"] = float(sum(confidences) / len(confidences)) if confidences else 0.0
+        for index, name in enumerate(names):
+            row[f"{CLASS_COUNT_PREFIX}{name}"] = sum(1 for cls in classes if cls == index)
+        rows.append(row)
+    pd.DataFrame(rows).to_parquet(out, index=False)
+    logger.info("training.reference_saved path=%s rows=%s", out, len(rows))
+    return out
+
+
+def _score_baseline(
+    registry: MlflowModelRegistry, baseline: ModelVersionInfo, data: PreparedDataset, workdir: Path
+) -> dict[str, float]:
+    metadata = registry.load_metadata(baseline)
+    baseline_names = list(metadata.get("class_names") or [])
+    if baseline_names != list(data.class_names):
+        raise NotComparable(f"production v{baseline.version} detects {baseline_names}, not {list(data.class_names)}")
+    role = ArtifactRole.ONNX if ArtifactRole.ONNX in baseline.artifacts else ArtifactRole.WEIGHTS
+    path = registry.fetch(baseline, [role])[role]  # sha256-verified before anything loads it
+    imgsz = int(metadata.get("imgsz") or 640)
+    return evaluate_detector(path, data, imgsz=imgsz, workdir=workdir)
+
+
+def _is_number(value: object) -> bool:
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def flat_params(params: DetectorParams) -> dict:
+    flat = {key: value for key, value in params.to_dict().items() if key != "extra"}
+    flat.update({f"extra.{key}": value for key, value in params.extra.items()})
+    return flat
+
+
+def _log_files(run: TrainingRun, fit: FitResult, reference: Path, data: PreparedDataset) -> None:
+    if not fit.ultralytics_logged:
+        # What Ultralytics' callback logs when it is on: the weights and the run's plots/CSV.
+        for path in sorted(fit.best.parent.glob("*.pt")):
+            run.log_artifact(path, "weights")
+        for path in sorted(fit.save_dir.glob("*")):
+            if path.suffix in {".png", ".jpg", ".csv", ".yaml"}:
+                run.log_artifact(path)
+    # The ONNX file is logged with the registered version (MLflow's ONNX flavour).
+    run.log_artifact(reference, "reference")
+    run.log_artifact(data.manifest_path, "data")
+    if data.validation_report is not None:
+        run.log_artifact(data.validation_report, "data")
