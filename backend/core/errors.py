@@ -6,7 +6,8 @@ handlers onto that body.
 
 import logging
 
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -26,6 +27,12 @@ def api_exception_handler(exc, context):
         body = error_body(exc.code, exc.message, **({"details": exc.details} if exc.details else {}))
         return Response(body, status=exc.status)
 
+    # Convert Django's own exceptions here (DRF does it too, but only inside its handler) so that
+    # their DRF code ("not_found", "permission_denied") reaches the body.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or None)
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
     response = exception_handler(exc, context)
     if response is None:
         return None

@@ -243,14 +243,22 @@ class MlflowModelRegistry:
                 outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1))]),
             )
             return mlflow.xgboost.log_model(
-                booster, name="model", model_format="json", signature=signature, extra_files=[str(p) for p in extra]
+                booster,
+                name="model",
+                model_format="json",
+                signature=signature,
+                pip_requirements=_pinned("xgboost"),
+                extra_files=[str(p) for p in extra],
             )
         if ArtifactRole.ONNX in staged:
             import mlflow.onnx
             import numpy as np
             import onnx
 
-            model = onnx.load(str(staged[ArtifactRole.ONNX]))
+            try:
+                model = onnx.load(str(staged[ArtifactRole.ONNX]))
+            except Exception as exc:
+                raise InvalidInput(f"the ONNX file is not a valid ONNX model: {exc}", code="invalid_onnx") from exc
             inputs = [_tensor_spec(value, TensorSpec, np) for value in model.graph.input]
             outputs = [_tensor_spec(value, TensorSpec, np) for value in model.graph.output]
             return mlflow.onnx.log_model(
@@ -259,6 +267,7 @@ class MlflowModelRegistry:
                 signature=ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs)),
                 save_as_external_data=False,
                 onnx_execution_providers=["CPUExecutionProvider"],
+                pip_requirements=_pinned("onnx", "onnxruntime"),
                 extra_files=[str(p) for p in extra],
             )
         # Weights only: no MLflow flavour can load a raw Ultralytics checkpoint without pickle,
@@ -365,6 +374,17 @@ class MlflowModelRegistry:
             description=version.description or "",
             created_at=datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC),
         )
+
+
+def _pinned(*packages: str) -> list[str]:
+    """Exact requirements for the flavour's environment files.
+
+    Given explicitly because MLflow's inference of them loads the model in a subprocess, which
+    costs several seconds per registered version.
+    """
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in packages]
 
 
 class _LoggedModelRef:

@@ -11,9 +11,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from backend.core.mlops_config import mlops_config
+from backend.registry import services
 from backend.registry.models import Deployment, ModelVersion, RegisteredModel
 from backend.registry.services import promote_version, rollback_model
-from mlops.exceptions import SmokeTestFailed
+from mlops.exceptions import InvalidInput, SmokeTestFailed
+from mlops.inference.convert import xgboost_json_to_onnx
 from mlops.registry.artifacts import local_path_of
 from tests.helpers import wait_until
 
@@ -119,22 +121,32 @@ def test_corrupted_artifact_is_refused_and_production_unchanged(register_detecto
     assert_agrees_with_mlflow(name)
 
 
-def test_model_that_cannot_run_is_refused_by_the_smoke_test(register_detector, model_files, tmp_path):
-    """The sha256 matches (the file was registered like that) but the model does not load."""
-    from backend.registry.services import register_from_files
-
+def test_model_that_cannot_run_is_refused_by_the_smoke_test(register_detector, model_files):
+    """The sha256 matches (the file was registered like that) but the graph is not a detector."""
     good = register_detector(0)
-    broken_onnx = tmp_path / "broken.onnx"
-    broken_onnx.write_bytes(b"this is not an onnx graph" * 100)
-    detector = model_files["detectors"][1]
-    broken = register_from_files(
-        good.model.name, "detection", {"weights": detector.weights, "onnx": broken_onnx}, metadata=detector.metadata
+    detector, tabular = model_files["detectors"][1], model_files["tabular"][0]
+    tabular_onnx = tabular.model.with_suffix(".onnx")
+    xgboost_json_to_onnx(tabular.model, len(tabular.feature_schema), tabular_onnx)
+    broken = services.register_from_files(
+        good.model.name, "detection", {"weights": detector.weights, "onnx": tabular_onnx}, metadata=detector.metadata
     )
     promote(good.model.name, good.version)
     with pytest.raises(SmokeTestFailed):
         promote(good.model.name, broken.version)
     assert ModelVersion.objects.get(pk=good.pk).status == "production"
-    assert Deployment.objects.filter(model=good.model, succeeded=False, to_version=broken).count() == 1
+    refused = Deployment.objects.get(model=good.model, succeeded=False, to_version=broken)
+    assert refused.smoke_test["ok"] is False and refused.smoke_test["detail"]
+
+
+def test_registering_a_file_that_is_not_onnx_is_refused(model_files, unique_name, tmp_path):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"this is not an onnx graph" * 100)
+    detector = model_files["detectors"][0]
+    with pytest.raises(InvalidInput, match="not a valid ONNX model"):
+        services.register_from_files(
+            unique_name, "detection", {"weights": detector.weights, "onnx": garbage}, metadata=detector.metadata
+        )
+    assert not ModelVersion.objects.filter(model__name=unique_name).exists()
 
 
 def test_rollback_without_history_is_a_conflict(register_tabular):
