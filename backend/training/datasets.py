@@ -1,5 +1,9 @@
 """The data a training job trains on: ingest -> validate -> prepare, once per source and options.
 
+Defaults come from params.yaml, as for `dvc repro`: the `data.<kind>.options` of the same source,
+the `validate` policy and the `prepare` split; a job's own "data", "validate" and "split" params
+override them key by key. So a job on the default source trains on the pipeline's data version.
+
 A prepared dataset lives in TRAINING_DATA_DIR under a name derived from the source and the data
 options, so a second job with the same spec reuses it (no second download, same data version).
 It is built in a private folder and renamed into place, so two jobs preparing the same spec at
@@ -38,13 +42,15 @@ def prepared_dataset(
     source: str,
     data_dir: Path,
     *,
-    data: dict | None = None,
+    ingest_options: dict | None = None,
+    split: dict | None = None,
+    validation: dict | None = None,
     on_stage: StageCallback | None = None,
 ) -> PreparedDataset:
     """The prepared dataset for `source` (built now unless an identical one is there already).
 
-    `source` is an ingest source (mlops.data.ingest) or the folder of a prepared dataset.
-    `data` holds the ingest options, plus "split" (SplitSpec) and "validate" (ValidationPolicy).
+    `source` is an ingest source (mlops.data.ingest) or the folder of a prepared dataset;
+    `ingest_options` go to the ingest, `split` to SplitSpec, `validation` to ValidationPolicy.
     """
     from mlops.data.ingest import ingest
     from mlops.data.validate import ValidationPolicy, validate_dataset
@@ -55,10 +61,11 @@ def prepared_dataset(
         return load_prepared(path)
     if ":" not in source and path.is_dir():
         source = f"folder:{path.resolve()}"
-    options = dict(data or {})
-    split = SplitSpec.from_mapping(options.pop("split", None))
-    policy = ValidationPolicy.from_mapping(options.pop("validate", None))
-    key = dataset_key(source, {"ingest": options, "split": asdict(split)})
+    defaults = pipeline_defaults(source)
+    options = {**defaults["ingest"], **(ingest_options or {})}
+    spec = SplitSpec.from_mapping({**defaults["split"], **(split or {})})
+    policy = ValidationPolicy.from_mapping({**defaults["validate"], **(validation or {})})
+    key = dataset_key(source, {"ingest": options, "split": asdict(spec)})
     final = Path(data_dir) / key
     if (final / MANIFEST_FILE).is_file():
         logger.info("training.dataset_reused source=%s path=%s", source, final)
@@ -73,7 +80,7 @@ def prepared_dataset(
         report = work / "validation_report.json"
         validate_dataset(work / "raw", policy=policy, report_path=report)
         _stage(on_stage, "preparing data")
-        prepare_dataset(work / "raw", work / "prepared", split, validation_report=report)
+        prepare_dataset(work / "raw", work / "prepared", spec, validation_report=report)
         try:
             os.rename(work / "prepared", final)
         except OSError:
@@ -84,6 +91,23 @@ def prepared_dataset(
         shutil.rmtree(work, ignore_errors=True)
     logger.info("training.dataset_prepared source=%s path=%s", source, final)
     return load_prepared(final)
+
+
+def pipeline_defaults(source: str) -> dict[str, dict]:
+    """params.yaml's ingest options for `source` (when it is a pipeline source), validation and split."""
+    from mlops.training.params import load_params_file
+
+    params = load_params_file()
+    ingest_options: dict = {}
+    for section in (params.get("data") or {}).values():
+        if isinstance(section, dict) and section.get("source") == source:
+            ingest_options = dict(section.get("options") or {})
+            break
+    return {
+        "ingest": ingest_options,
+        "split": dict(params.get("prepare") or {}),
+        "validate": dict(params.get("validate") or {}),
+    }
 
 
 def _stage(on_stage: StageCallback | None, stage: str) -> None:

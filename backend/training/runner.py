@@ -114,6 +114,22 @@ class JobReporter:
         if now - self._last_flush >= FLUSH_INTERVAL_S or self.epoch >= self.epochs:
             self.flush()
 
+    def trial_callback(self, *, minimize: bool):
+        """on_trial for a search: one point per trial, with the trial's score and the best so far."""
+        name = "val_loss" if minimize else "fitness"
+        pick = min if minimize else max
+        scores: list[float] = []
+
+        def on_trial(number: int, total: int, record: dict) -> None:
+            value = record.get("value")
+            metrics = {}
+            if _is_number(value):
+                scores.append(float(value))
+                metrics = {f"trial_{name}": float(value), f"best_{name}": pick(scores)}
+            self.on_epoch(number, total, metrics)
+
+        return on_trial
+
     def flush(self) -> None:
         self._last_flush = time.monotonic()
         services.record_progress(
@@ -170,7 +186,7 @@ def execute_job(job_id: int, *, task_id: str, hostname: str) -> str:
             return _run(job, reporter)
         except TrainingCancelled as exc:
             services.finish_cancelled(
-                job.pk, log_tail=reporter.log_tail(), run_id=exc.details.get("run_id") or reporter.run_id
+                job.pk, log_tail=reporter.log_tail(), run_id=reporter.run_id or exc.details.get("run_id", "")
             )
             return TrainingJob.Status.CANCELLED
         except Exception as exc:  # noqa: BLE001  (every failure, ours or a library's, ends the job as failed)
@@ -200,15 +216,20 @@ def _run(job: TrainingJob, reporter: JobReporter) -> str:
 
     config = mlops_config()
     config.apply_process_env()
-    trainer_params, data_options = services.split_params(job.params)
+    trainer_params, data_options = services.split_params(job.params, search=job.kind == Kind.SEARCH)
     reporter.on_stage("preparing data")
     dataset = prepared_dataset(
-        job.dataset, Path(settings.TRAINING_DATA_DIR), data=data_options, on_stage=reporter.on_stage
+        job.dataset,
+        Path(settings.TRAINING_DATA_DIR),
+        ingest_options=data_options.get("data"),
+        split=data_options.get("split"),
+        validation=data_options.get("validate"),
+        on_stage=reporter.on_stage,
     )
     reporter.on_stage("training")
     services.record_stage(job.pk, "training", data_version=dataset.data_version, dataset_path=str(dataset.path))
-    outcome = _train(job, config, trainer_params, dataset, reporter)
-    reporter.run_id = outcome.run_id
+    outcome, run_id, extra_metrics = _train(job, config, trainer_params, dataset, reporter)
+    reporter.run_id = run_id
     services.record_stage(job.pk, "registering")
     comparison = outcome.comparison.to_dict() if outcome.comparison is not None else {}
     version = record_version(outcome.version, comparison=comparison)
@@ -216,9 +237,9 @@ def _run(job: TrainingJob, reporter: JobReporter) -> str:
     services.finish_succeeded(
         job.pk,
         version=version,
-        metrics=outcome.metrics,
+        metrics={**outcome.metrics, **extra_metrics},
         comparison=comparison,
-        run_id=outcome.run_id,
+        run_id=run_id,
         history=reporter.history,
         log_tail=reporter.log_tail(),
         promotion_error=promotion_error,
@@ -227,30 +248,37 @@ def _run(job: TrainingJob, reporter: JobReporter) -> str:
 
 
 def _train(job: TrainingJob, config, trainer_params: dict, dataset, reporter: JobReporter):
-    callbacks = {
+    """Run the job's trainer; returns (the registered outcome, the job's MLflow run, extra metrics)."""
+    common = {
         "model_name": job.model_name,
-        "on_epoch": reporter.on_epoch,
         "should_stop": reporter.should_stop,
         "description": f"trained by training job #{job.pk}",
     }
     if job.kind == Kind.DETECTION:
         from mlops.training.yolo import train_detector
 
-        return train_detector(config, trainer_params, dataset.path, **callbacks)
+        outcome = train_detector(config, trainer_params, dataset.path, on_epoch=reporter.on_epoch, **common)
+        return outcome, outcome.run_id, {}
     if job.kind == Kind.TABULAR:
         from mlops.training.xgb import train_tabular
 
-        return train_tabular(config, trainer_params, dataset.path, **callbacks)
-    from mlops.training.search import search
+        outcome = train_tabular(config, trainer_params, dataset.path, on_epoch=reporter.on_epoch, **common)
+        return outcome, outcome.run_id, {}
+    from mlops.training.search import search_detector, search_tabular
 
-    return search(
+    target = services.trainer_kind(job.kind, job.params)
+    search = search_detector if target == Kind.DETECTION else search_tabular
+    result = search(
         config,
-        services.trainer_kind(job.kind, job.params),
         trainer_params,
         dataset.path,
-        trials=int(job.params.get("trials", 1)),
-        **callbacks,
+        n_trials=job.params.get("trials"),
+        space=job.params.get("space"),
+        on_trial=reporter.trial_callback(minimize=target == Kind.TABULAR),
+        **common,
     )
+    extra = {"best_trial": result.best_trial, "best_value": result.best_value, "trials": len(result.trials)}
+    return result.best, result.parent_run_id, extra
 
 
 def _promote(job: TrainingJob, version) -> str:

@@ -29,8 +29,10 @@ Kind = TrainingJob.Kind
 
 # Keys of job params that configure the data rather than the trainer.
 DATA_PARAM_KEYS = ("data", "split", "validate")
-# Search jobs: which trainer the trials run, and how many.
-SEARCH_PARAM_KEYS = ("target", "trials", "timeout_s")
+# Search jobs: which trainer the trials run, how many, and (optionally) the space over params.yaml's.
+SEARCH_PARAM_KEYS = ("target", "trials", "space")
+# The ingest options each source scheme reads (mlops.data.ingest); synthetic sources take their spec's.
+INGEST_OPTION_KEYS = {"kaggle": {"target", "timeout"}, "folder": {"target"}, "sklearn": set(), "": {"target"}}
 DEFAULT_DATASETS = {Kind.DETECTION: "synthetic:shapes", Kind.TABULAR: "sklearn:breast_cancer"}
 DETECTION_SOURCES = ("synthetic:shapes",)
 TABULAR_SOURCES = ("sklearn:breast_cancer", "synthetic:tabular")
@@ -63,12 +65,13 @@ def trainer_kind(kind: str, params: dict | None) -> str:
     return kind
 
 
-def split_params(params: dict | None) -> tuple[dict, dict]:
-    """(trainer overrides, data options) out of a job's params."""
+def split_params(params: dict | None, *, search: bool = False) -> tuple[dict, dict]:
+    """(trainer overrides, data options) out of a job's params; a search's own settings left out."""
     params = dict(params or {})
     data = {key: params.pop(key) for key in DATA_PARAM_KEYS if key in params}
-    for key in SEARCH_PARAM_KEYS:
-        params.pop(key, None)
+    if search:
+        for key in SEARCH_PARAM_KEYS:
+            params.pop(key, None)
     return params, data
 
 
@@ -89,7 +92,7 @@ def check_job_request(kind: str, *, model_name: str = "", dataset: str = "", par
         problems["dataset"] = problem
     if problem := _model_name_problem(target, model_name or default_model_name(target)):
         problems["model_name"] = problem
-    if problem := _params_problem(kind, target, params):
+    if not problems.get("dataset") and (problem := _params_problem(kind, target, dataset, params)):
         problems["params"] = problem
     return problems
 
@@ -125,28 +128,51 @@ def _model_name_problem(target: str, model_name: str) -> str:
     return ""
 
 
-def _params_problem(kind: str, target: str, params: dict) -> str:
+def _params_problem(kind: str, target: str, dataset: str, params: dict) -> str:
+    """The first problem in `params`, checked with the same classes that will consume them."""
+    from backend.training.datasets import pipeline_defaults
     from mlops.data.prepare import SplitSpec
+    from mlops.data.synthetic import ShapesSpec, TabularSpec
     from mlops.data.validate import ValidationPolicy
     from mlops.training.params import DetectorParams, TabularParams
 
-    if kind == Kind.SEARCH:
-        trials = params.get("trials", 1)
-        if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
-            return "params.trials must be a positive integer"
-    trainer_params, data = split_params(params)
+    trainer_params, data = split_params(params, search=kind == Kind.SEARCH)
     for key in DATA_PARAM_KEYS:
         if key in data and not isinstance(data[key], dict):
             return f"params.{key} must be a JSON object"
+    trainer_class = DetectorParams if target == Kind.DETECTION else TabularParams
+    defaults = pipeline_defaults(dataset)
+    ingest_options = {**defaults["ingest"], **data.get("data", {})}
     try:
-        if kind != Kind.SEARCH:
-            (DetectorParams if target == Kind.DETECTION else TabularParams).resolve(trainer_params)
-        if "split" in data:
-            SplitSpec.from_mapping(data["split"])
-        if "validate" in data:
-            ValidationPolicy.from_mapping(data["validate"])
+        base = trainer_class.resolve(trainer_params)
+        if kind == Kind.SEARCH and (problem := _search_problem(params, base)):
+            return problem
+        if dataset == "synthetic:shapes":
+            ShapesSpec.from_mapping(ingest_options)
+        elif dataset == "synthetic:tabular":
+            TabularSpec.from_mapping(ingest_options)
+        elif unknown := sorted(set(data.get("data", {})) - INGEST_OPTION_KEYS.get(dataset.partition(":")[0], set())):
+            return f"params.data: {dataset} takes no options {unknown}"
+        SplitSpec.from_mapping({**defaults["split"], **data.get("split", {})})
+        ValidationPolicy.from_mapping({**defaults["validate"], **data.get("validate", {})})
     except InvalidInput as exc:
         return exc.message
+    except (TypeError, ValueError) as exc:
+        return f"bad params: {exc}"
+    return ""
+
+
+def _search_problem(params: dict, base) -> str:
+    trials = params.get("trials", 1)
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        return "params.trials must be a positive integer"
+    space = params.get("space")
+    if space is not None:
+        if not isinstance(space, dict) or not all(isinstance(spec, dict) for spec in space.values()):
+            return 'params.space maps parameter names to {"type": "int|float|categorical", ...}'
+        unknown = sorted(set(space) - set(type(base).__dataclass_fields__))
+        if unknown:
+            return f"params.space names unknown parameters {unknown}"
     return ""
 
 
@@ -185,8 +211,8 @@ def start_job(
             )
     except IntegrityError as exc:
         raise JobConflict(f"a job with key {dedupe_key!r} is already queued or running") from exc
-    transaction.on_commit(lambda: enqueue_job(job.pk))
     logger.info("training.job_created job=%s kind=%s model=%s dataset=%s", job.pk, kind, job.model_name, job.dataset)
+    transaction.on_commit(lambda: enqueue_job(job.pk))
     return job
 
 
@@ -325,6 +351,7 @@ def finish_succeeded(
     promotion_error: str = "",
 ) -> bool:
     """running -> succeeded with the registered version; also over a reaper's verdict that came too early."""
+    now = timezone.now()
     changes = {
         "status": Status.SUCCEEDED,
         "stage": "done",
@@ -333,8 +360,8 @@ def finish_succeeded(
         "comparison": comparison,
         "mlflow_run_id": run_id,
         "progress": 100.0,
-        "finished_at": timezone.now(),
-        "heartbeat_at": timezone.now(),
+        "finished_at": now,
+        "heartbeat_at": now,
         "promotion_error": promotion_error,
         "error": "",
         "error_code": "",

@@ -94,6 +94,10 @@ def test_bad_requests_name_the_bad_fields(staff_user):
         ({"kind": "search", "params": {"trials": 0}}, "params"),
         ({"kind": "search", "params": {"target": "audio"}}, "params"),
         ({"kind": "tabular", "params": [1, 2]}, "params"),
+        ({"kind": "detection", "params": {"data": {"cnt": 5}}}, "params"),  # ShapesSpec has no such option
+        ({"kind": "tabular", "params": {"data": {"rows": 5}}}, "params"),  # the bundled table takes no options
+        ({"kind": "detection", "params": {"trials": 3}}, "params"),  # only a search has trials
+        ({"kind": "search", "params": {"space": {"depth": {"type": "int", "low": 1, "high": 3}}}}, "params"),
     ]
     for payload, field in cases:
         response = staff.post(JOBS_URL, payload, format="json")
@@ -271,6 +275,22 @@ def test_reaper_leaves_waiting_queued_jobs_and_gives_up_on_lost_ones():
     # A broker we cannot look into: queued jobs are left alone rather than judged on a guess.
     result = services.reap_stale_jobs(now=now, workers={}, broker_task_ids=None)
     assert result.failed == [] and result.requeued == []
+
+
+def test_the_reaper_sees_messages_waiting_in_the_broker():
+    """A real message on the test Redis, in a queue no worker consumes, is found by its task id."""
+    from backend import celery_app
+    from backend.training import broker
+    from backend.training.tasks import run_job
+
+    queue = f"training-probe-{timezone.now().timestamp():.0f}"
+    run_job.apply_async(kwargs={"job_id": 0}, task_id="probe-task", queue=queue)
+    try:
+        assert "probe-task" in broker.pending_task_ids(queue)
+        assert "probe-task" not in broker.pending_task_ids("training-probe-empty")
+    finally:
+        with celery_app.connection_for_write() as connection:
+            connection.default_channel.queue_purge(queue)
 
 
 def test_finishing_is_conditional_on_the_state():

@@ -144,7 +144,7 @@
     const history = job.history || [];
     drawChart(root.querySelector('[data-chart="loss"]'), seriesFrom(history, (k) => /loss/i.test(k)), job.epochs);
     drawChart(root.querySelector('[data-chart="quality"]'),
-      seriesFrom(history, (k) => QUALITY_KEYS.includes(k) || /^(metrics|val)\/(?!.*loss)/.test(k)), job.epochs);
+      seriesFrom(history, (k) => QUALITY_KEYS.includes(k) || /fitness/.test(k) || /^(metrics|val)\/(?!.*loss)/.test(k)), job.epochs);
     renderMetrics(job.metrics);
 
     const version = field("version");
