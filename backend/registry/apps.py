@@ -8,4 +8,4 @@ class RegistryConfig(AppConfig):
     label = "registry"
 
     def ready(self) -> None:
-        from backend.registry import receivers  # noqa: F401  (connects the signal receivers)
+        from backend.registry import checks, receivers  # noqa: F401  (registers checks, connects receivers)

@@ -19,6 +19,7 @@ from mlops.config import MlopsConfig
 from mlops.exceptions import InvalidInput, NotFound, StoreUnavailable
 from mlops.registry.artifacts import fetch_artifact, local_path_of, sha256_file
 from mlops.registry.entities import (
+    PRODUCTION_ALIAS,
     Artifact,
     ArtifactRole,
     Lineage,
@@ -328,6 +329,18 @@ class MlflowModelRegistry:
         wanted = [role for role in (roles or info.artifacts) if role in info.artifacts]
         cache = Path(self.config.model_cache_dir) / info.name / str(info.version)
         return {role: fetch_artifact(info.artifacts[role], cache, verify=verify) for role in wanted}
+
+    def load(self, name: str, version: int | None = None, *, alias: str | None = PRODUCTION_ALIAS):
+        """(info, predictor) for a version by number, or by alias (production by default).
+
+        Every file is sha256-verified before the model is built; serving reads ONNX.
+        """
+        from mlops.inference.loader import load_predictor
+
+        info = self.get_version(name, version) if version is not None else self.get_version(name, alias=alias)
+        metadata = self.load_metadata(info)
+        serving_roles = [ArtifactRole.ONNX, ArtifactRole.WEIGHTS, ArtifactRole.XGBOOST, ArtifactRole.FEATURE_SCHEMA]
+        return info, load_predictor(str(info.kind), self.fetch(info, serving_roles), metadata)
 
     def load_metadata(self, info: ModelVersionInfo) -> dict:
         path = self.fetch(info, ["metadata"]).get("metadata")
