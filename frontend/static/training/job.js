@@ -13,6 +13,7 @@
   const dataNode = document.getElementById("training-job-data");
   if (!root || !dataNode) return;
   const field = (name) => root.querySelector(`[data-field="${name}"]`);
+  let firstRender = true;
 
   // -- charts ----------------------------------------------------------------------------------
   function seriesFrom(history, pick) {
@@ -164,7 +165,8 @@
     setText("worker", job.worker_hostname || "-");
 
     const log = field("log");
-    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    const atBottom = firstRender || log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    firstRender = false;
     log.textContent = job.log_tail || "";
     if (atBottom) log.scrollTop = log.scrollHeight;
     field("traceback-box").hidden = !job.traceback;

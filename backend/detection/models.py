@@ -1,0 +1,173 @@
+"""The prediction log of detectors: one Detection row per image, feedback on it, and upload batches.
+
+Rows are never deleted by retention: only the stored image files go (PREDICTION_IMAGE_RETENTION_DAYS),
+so monitoring keeps every prediction's version, latency, outputs and input features. Ids are random
+UUIDs: a detection or batch id is returned only to the caller who created it and works as a
+capability (like an unlisted link); lists of detections need a login.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from backend.registry.models import ModelVersion
+
+
+class Source(models.TextChoices):
+    API = "api", "REST API"
+    WEB = "web", "Upload page"
+    COMPAT = "compat", "Compatibility endpoint (/predict)"
+    BATCH = "batch", "Batch"
+
+
+class Batch(models.Model):
+    """Many images (a zip or several files) run by a Celery task, with progress and downloadable results."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    model_name = models.CharField(max_length=100, help_text="Registered model whose production version runs it.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0, help_text="Images done, with or without an error.")
+    failed = models.PositiveIntegerField(default=0)
+    conf = models.FloatField()
+    iou = models.FloatField()
+    max_det = models.PositiveIntegerField()
+    # Media-relative folder holding the inputs until the task has run them.
+    input_dir = models.CharField(max_length=255, blank=True)
+    # Inputs in processing order: [{"filename", "path"}]; per-image failures: [{"filename", "code", "message"}].
+    inputs = models.JSONField(default=list, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, help_text="Why the whole batch failed.")
+    task_id = models.CharField(max_length=255, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    session_key = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.id} ({self.status}, {self.processed}/{self.total})"
+
+    @property
+    def progress(self) -> float:
+        return round(self.processed / self.total, 4) if self.total else 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class Detection(models.Model):
+    """One image run through a detector: what answered, how fast, what it found, and the image itself."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # PROTECT: a version with predictions is evidence and cannot disappear under them.
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="detections")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="detections")
+    filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name.")
+    # The upload as sent (exact evidence) and a small JPEG of the decoded image; deleted by retention.
+    image = models.FileField(max_length=255, blank=True)
+    thumbnail = models.FileField(max_length=255, blank=True)
+    image_deleted_at = models.DateTimeField(null=True, blank=True)
+    width = models.PositiveIntegerField(help_text="After EXIF orientation.")
+    height = models.PositiveIntegerField()
+    # [{"xyxy", "xyxyn", "class_id", "class_name", "confidence"}], best first.
+    boxes = models.JSONField(default=list)
+    box_count = models.PositiveIntegerField(default=0)
+    max_confidence = models.FloatField(null=True, blank=True)
+    # mlops.inference.features.image_features: width, height, brightness, contrast, sharpness, colourfulness.
+    features = models.JSONField(default=dict)
+    conf = models.FloatField()
+    iou = models.FloatField()
+    max_det = models.PositiveIntegerField()
+    latency_ms = models.FloatField(help_text="Server time from the request to the answer.")
+    inference_ms = models.FloatField(help_text="Time spent in the model (pre- and post-processing included).")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    session_key = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # Retention: "images older than N days not yet deleted"; monitoring windows by time.
+            models.Index(fields=["created_at"], name="detection_created_idx"),
+            # Monitoring: a version's recent predictions (drift, latency percentiles).
+            models.Index(fields=["model_version", "created_at"], name="detection_version_time_idx"),
+            # History pages: a user's or an anonymous session's latest detections.
+            models.Index(fields=["user", "created_at"], name="detection_user_time_idx"),
+            models.Index(fields=["session_key", "created_at"], name="detection_session_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"detection {self.id} ({self.box_count} boxes)"
+
+    @property
+    def has_image(self) -> bool:
+        return bool(self.image) and self.image_deleted_at is None
+
+    def class_names(self) -> list[str]:
+        return list((self.model_version.metadata or {}).get("class_names", []))
+
+    def owned_by(self, user, session_key: str | None) -> bool:
+        if user is not None and user.is_authenticated:
+            return self.user_id == user.pk
+        return bool(session_key) and self.session_key == session_key
+
+
+class Feedback(models.Model):
+    """A person's verdict on a detection (box_index None) or on one box, with the right class if wrong.
+
+    For a whole image, `min_confidence` is the threshold the person looked at: "correct" means the
+    boxes at or above it are right and nothing is missing. `export_feedback` turns these rows into
+    YOLO-format labels for retraining.
+    """
+
+    class Verdict(models.TextChoices):
+        CORRECT = "correct"
+        WRONG = "wrong"
+
+    detection = models.ForeignKey(Detection, on_delete=models.CASCADE, related_name="feedback")
+    box_index = models.PositiveIntegerField(null=True, blank=True, help_text="Index in detection.boxes; empty: image.")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    # A wrong box with a class: the object is right, the class was not. Without one: not an object.
+    correct_class_id = models.PositiveIntegerField(null=True, blank=True)
+    correct_class_name = models.CharField(max_length=100, blank=True)
+    min_confidence = models.FloatField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    session_key = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "feedback"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(correct_class_id__isnull=True) | Q(verdict="wrong", box_index__isnull=False),
+                name="detection_feedback_class_only_for_wrong_box",
+            )
+        ]
+        indexes = [
+            # Export and monitoring: the latest verdicts on a detection.
+            models.Index(fields=["detection", "box_index", "created_at"], name="detection_feedback_idx"),
+        ]
+
+    def __str__(self) -> str:
+        target = "image" if self.box_index is None else f"box {self.box_index}"
+        return f"{self.verdict} on {target} of {self.detection_id}"

@@ -1,0 +1,27 @@
+"""Who may call what. Predictions are open to anonymous callers by design (throttled); lists of
+past predictions need a login; a single detection or batch is reachable by whoever holds its id (a
+random UUID returned only to its creator, like an unlisted link)."""
+
+from django.conf import settings
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.throttling import AnonRateThrottle
+
+
+class CreateOpenListSignedIn(BasePermission):
+    """POST (make a prediction) is open to anyone; reading the list needs a signed-in user."""
+
+    message = "Listing past predictions needs a signed-in user."
+
+    def has_permission(self, request, view) -> bool:
+        if request.method == "POST" or request.method not in SAFE_METHODS:
+            return True
+        return bool(request.user and request.user.is_authenticated)
+
+
+class AnonPredictionThrottle(AnonRateThrottle):
+    """Anonymous callers of the prediction endpoints, limited to API_ANON_RATE (signed-in users are not)."""
+
+    scope = "anon_predictions"
+
+    def get_rate(self) -> str:
+        return settings.API_ANON_RATE

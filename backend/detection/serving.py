@@ -1,0 +1,187 @@
+"""The models this process serves: one hot-swapped holder per process, shared by every thread.
+
+Per request the holder only compares the model's serving generation (a Redis GET, see
+backend.registry.serving) with the one it loaded. When it moved, the production version is read
+from the database, its serving artifacts are fetched and sha256-verified, and the predictor is
+built (ONNX preferred) and smoke-tested beside the old one before the reference is swapped.
+Requests in flight keep the ServedModel they started with. A version that fails to load leaves
+the old one serving and is marked on its row (load_error) for monitoring.
+
+Nothing here imports torch, ultralytics, xgboost or mlflow: a version with ONNX files is served
+by ONNX Runtime alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connections
+from django.utils import timezone
+
+from backend.core.mlops_config import mlops_config
+from backend.registry.models import ModelVersion, RegisteredModel
+from backend.registry.serving import serving_generation
+from mlops.exceptions import InvalidInput, MlopsError, ModelUnavailable, NotFound
+from mlops.inference.serving import ModelServer, ServedModel
+from mlops.registry.artifacts import fetch_artifact
+from mlops.registry.entities import ArtifactRole
+
+logger = logging.getLogger(__name__)
+
+# What a predictor needs, per kind, in order of preference: ONNX first; the source format only
+# for a version without ONNX (it imports torch or xgboost into this process).
+_ROLE_CHOICES = {
+    "detection": ((ArtifactRole.ONNX,), (ArtifactRole.WEIGHTS,)),
+    "tabular": ((ArtifactRole.ONNX,), (ArtifactRole.XGBOOST,)),
+}
+
+
+@dataclass(frozen=True)
+class ServingVersion:
+    """The registry version behind a served predictor, as responses and prediction rows name it."""
+
+    id: int
+    model_name: str
+    kind: str
+    version: int
+    label: str
+    metadata: dict = field(default_factory=dict, compare=False)
+
+    def as_dict(self) -> dict:
+        return {"name": self.model_name, "version": self.version, "label": self.label}
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.label} (#{self.version})"
+
+
+def production_version(model_name: str) -> ModelVersion:
+    version = (
+        ModelVersion.objects.select_related("model")
+        .filter(model__name=model_name, status=ModelVersion.Status.PRODUCTION)
+        .first()
+    )
+    if version is None:
+        raise ModelUnavailable(
+            f"No version of {model_name!r} is in production yet.",
+            code="no_production_version",
+            details={"model": model_name},
+        )
+    return version
+
+
+def serving_files(version: ModelVersion) -> dict[str, Path]:
+    """The version's serving artifacts as local, sha256-verified paths (only the ones it will load)."""
+    if version.artifacts_deleted_at:
+        raise NotFound(f"{version}'s artifacts were deleted by retention.", code="artifact_missing")
+    cache_dir = Path(mlops_config().model_cache_dir) / version.model.name / str(version.version)
+    for roles in _ROLE_CHOICES.get(version.model.kind, ()):
+        if all(version.artifact(role) is not None for role in roles):
+            files = {str(role): fetch_artifact(version.artifact(role), cache_dir) for role in roles}
+            schema = version.artifact(ArtifactRole.FEATURE_SCHEMA)
+            if version.model.kind == "tabular" and schema and not version.metadata.get("feature_schema"):
+                files[str(ArtifactRole.FEATURE_SCHEMA)] = fetch_artifact(schema, cache_dir)
+            return files
+    raise NotFound(f"{version} has no servable artifact.", code="artifact_missing")
+
+
+class VersionLoadFailed(ModelUnavailable):
+    """A production version could not be loaded; `version` names it for the failure hook."""
+
+    code = "model_load_failed"
+
+    def __init__(self, message: str, *, version: ServingVersion):
+        super().__init__(message, details={"model": version.model_name, "version": version.version})
+        self.version = version
+
+
+def load_production(model_name: str):
+    """loader_fn of the holder: (ServingVersion, predictor) for the model's production version.
+
+    Runs in the holder's loading thread, which owns its database connection: closed on the way out.
+    """
+    from mlops.inference.loader import load_checked_predictor
+
+    try:
+        version = production_version(model_name)
+        info = ServingVersion(
+            id=version.pk,
+            model_name=model_name,
+            kind=version.model.kind,
+            version=version.version,
+            label=version.semantic_label,
+            metadata=dict(version.metadata or {}),
+        )
+        try:
+            files = serving_files(version)
+            threads = settings.SERVING_INTRA_OP_THREADS or None
+            predictor = load_checked_predictor(version.model.kind, files, version.metadata, intra_op_threads=threads)
+        except Exception as exc:
+            detail = f"{exc.code}: {exc.message}" if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"
+            raise VersionLoadFailed(f"{info} could not be loaded: {detail}", version=info) from exc
+    finally:
+        connections.close_all()
+    logger.info("serving.loaded model=%s version=%s files=%s", model_name, info.label, sorted(files))
+    return info, predictor
+
+
+def record_load_failure(model_name: str, version, error: BaseException) -> None:
+    """on_load_failure of the holder: mark the version (once per failure) so monitoring can alert."""
+    if not isinstance(version, ServingVersion):
+        return  # nothing in production, or the database did not answer: no version to mark
+    message = getattr(error, "message", None) or str(error)
+    try:
+        # Conditional: once one process recorded the failure, the others change nothing.
+        ModelVersion.objects.filter(pk=version.id, load_error="").update(
+            load_error=message[:2000], load_error_at=timezone.now()
+        )
+    finally:
+        connections.close_all()
+
+
+_server: ModelServer | None = None
+_server_lock = threading.Lock()
+
+
+def model_server() -> ModelServer:
+    """The process-wide holder, created on first use (never at import time)."""
+    global _server
+    if _server is None:
+        with _server_lock:
+            if _server is None:
+                _server = ModelServer(
+                    generation_fn=serving_generation,
+                    loader_fn=load_production,
+                    on_load_failure=record_load_failure,
+                )
+    return _server
+
+
+_known_models: set[str] = set()
+
+
+def served_model(model_name: str, kind: str) -> ServedModel:
+    """The served model to answer this request with (its version stays fixed for the request).
+
+    Raises NotFound for a model the registry does not know (checked until it served once, so that
+    made-up names never reach the holder) and ModelUnavailable when nothing is in production.
+    """
+    if model_name not in _known_models and not RegisteredModel.objects.filter(name=model_name).exists():
+        raise NotFound(f"There is no registered model named {model_name!r}.", code="model_not_found")
+    try:
+        served = model_server().get(model_name)
+    except ModelUnavailable:
+        production_version(model_name)  # raises the clear "nothing in production yet" error
+        raise
+    _known_models.add(model_name)
+    version: ServingVersion = served.version
+    if version.kind != kind:
+        raise InvalidInput(
+            f"{model_name!r} is a {version.kind} model, not a {kind} model.",
+            code="wrong_model_kind",
+            details={"model": model_name, "kind": version.kind},
+        )
+    return served

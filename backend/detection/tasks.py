@@ -1,0 +1,22 @@
+"""Detection background work: batches of uploads, and the retention of stored images."""
+
+import logging
+
+from celery import shared_task
+
+from backend.detection import batches, services
+
+logger = logging.getLogger(__name__)
+
+
+# No retry policy: per-image failures are recorded on the batch, a model that cannot serve fails
+# the batch with its reason, and a worker lost mid-batch is redelivered (acks_late) and resumes.
+@shared_task(name="detection.run_batch")
+def run_batch(*, batch_id: str) -> dict:
+    batch = batches.run_batch(batch_id)
+    return {"batch": str(batch.pk), "status": batch.status, "processed": batch.processed, "failed": batch.failed}
+
+
+@shared_task(name="detection.purge_old_images")
+def purge_old_images() -> int:
+    return services.purge_old_images()

@@ -1,0 +1,375 @@
+"""Detection REST API: upload an image, read it back with boxes drawn or as a heatmap, give feedback, batches.
+
+Access (see backend.detection.permissions): predictions are open to anonymous callers, throttled
+at API_ANON_RATE; listing past detections needs a login (users see their own, staff see all); a
+single detection or batch is reachable by whoever holds its id, a random UUID returned only to
+the caller who created it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.detection import batches, services
+from backend.detection.models import Batch, Detection, Source
+from backend.detection.permissions import AnonPredictionThrottle, CreateOpenListSignedIn
+from backend.detection.serializers import (
+    BatchRequestSerializer,
+    BatchSerializer,
+    CompatPredictRequestSerializer,
+    DetectionRequestSerializer,
+    DetectionSerializer,
+    ErrorResponseSerializer,
+    FeedbackRequestSerializer,
+    FeedbackSerializer,
+    ModelInfoSerializer,
+)
+from backend.detection.services import Requester
+
+ERRORS = {
+    400: OpenApiResponse(ErrorResponseSerializer, description="Invalid input; the body names the field."),
+    404: OpenApiResponse(ErrorResponseSerializer, description="No such detection, batch or model."),
+}
+PREDICTION_ERRORS = {
+    **ERRORS,
+    413: OpenApiResponse(ErrorResponseSerializer, description="File or image too large (image_too_large...)."),
+    429: OpenApiResponse(ErrorResponseSerializer, description="Anonymous rate limit (API_ANON_RATE) reached."),
+    503: OpenApiResponse(ErrorResponseSerializer, description="No version in production, or it cannot load."),
+}
+MIN_CONFIDENCE = OpenApiParameter(
+    "min_confidence", OpenApiTypes.FLOAT, description="Draw only boxes at or above this confidence (default 0)."
+)
+
+
+class ImageRenderer(BaseRenderer):
+    """Lets clients ask for the picture by its media type; the views return the bytes themselves."""
+
+    media_type = "image/*"
+    format = "image"
+    charset = None
+    render_style = "binary"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data
+
+
+class TimedView(APIView):
+    """Marks when the request reached the view, so latency covers parsing the upload too."""
+
+    def initial(self, request, *args, **kwargs):
+        self.started = time.perf_counter()
+        super().initial(request, *args, **kwargs)
+
+
+class PictureView(APIView):
+    """Image endpoints: the picture on success, a JSON error body otherwise."""
+
+    permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer, ImageRenderer]
+
+    def handle_exception(self, exc):
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
+
+def _min_confidence(request) -> float:
+    raw = request.query_params.get("min_confidence", "0")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise serializers.ValidationError({"min_confidence": ["Must be a number between 0 and 1."]})
+    return value
+
+
+def _detect_from(request, serializer_class, file_field: str, *, source: str, started: float) -> Detection:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    params = serializer.validated_data
+    upload = params[file_field]
+    services.check_upload_size(upload.size)
+    return services.detect_image(
+        upload.read(),
+        filename=upload.name or "",
+        model_name=params.get("model") or settings.DEFAULT_DETECTION_MODEL,
+        conf=params["conf"],
+        iou=params["iou"],
+        max_det=params["max_det"],
+        requester=Requester.from_request(request),
+        source=source,
+        started=started,
+    )
+
+
+class DetectionListCreate(TimedView):
+    """POST an image to detect objects in it (open to anyone); GET your past detections (signed in)."""
+
+    permission_classes = [CreateOpenListSignedIn]
+    parser_classes = [MultiPartParser]
+
+    def get_throttles(self):
+        return [AnonPredictionThrottle()] if self.request.method == "POST" else []
+
+    @extend_schema(
+        operation_id="detections_create",
+        request={"multipart/form-data": DetectionRequestSerializer},
+        responses={201: DetectionSerializer, **PREDICTION_ERRORS},
+        description="Detect objects with the production version of the detector. The answer names the "
+        "version that actually answered. Open to anonymous callers (throttled at API_ANON_RATE).",
+    )
+    def post(self, request):
+        source = Source.WEB if request.headers.get("X-Modelyard-Client") == "web" else Source.API
+        detection = _detect_from(request, DetectionRequestSerializer, "image", source=source, started=self.started)
+        return Response(DetectionSerializer(detection).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="detections_list",
+        parameters=[
+            OpenApiParameter("limit", OpenApiTypes.INT),
+            OpenApiParameter("offset", OpenApiTypes.INT),
+        ],
+        responses={200: DetectionSerializer(many=True)},
+        description="Your detections, newest first (staff see everyone's). Needs a signed-in user.",
+    )
+    def get(self, request):
+        queryset = Detection.objects.select_related("model_version__model").order_by("-created_at")
+        if not request.user.is_staff:
+            queryset = queryset.filter(user=request.user)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(DetectionSerializer(page, many=True).data)
+
+
+def _detection(pk) -> Detection:
+    return get_object_or_404(Detection.objects.select_related("model_version__model"), pk=pk)
+
+
+class DetectionDetail(APIView):
+    """One detection with its feedback; reachable by whoever holds its id."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: DetectionSerializer, 404: ERRORS[404]})
+    def get(self, request, pk):
+        detection = _detection(pk)
+        return Response(DetectionSerializer(detection, context={"with_feedback": True}).data)
+
+
+class DetectionAnnotated(PictureView):
+    @extend_schema(
+        parameters=[MIN_CONFIDENCE],
+        responses={(200, "image/png"): OpenApiTypes.BINARY, 404: ERRORS[404], 410: ErrorResponseSerializer},
+        description="The image with its boxes drawn (410 once retention deleted the image).",
+    )
+    def get(self, request, pk):
+        png = services.annotated_png(_detection(pk), _min_confidence(request))
+        return HttpResponse(png, content_type="image/png")
+
+
+class DetectionHeatmap(PictureView):
+    @extend_schema(
+        parameters=[MIN_CONFIDENCE],
+        responses={(200, "image/png"): OpenApiTypes.BINARY, 404: ERRORS[404], 410: ErrorResponseSerializer},
+        description="Detection confidence density drawn over the image.",
+    )
+    def get(self, request, pk):
+        png = services.heatmap_png(_detection(pk), _min_confidence(request))
+        return HttpResponse(png, content_type="image/png")
+
+
+class DetectionImage(PictureView):
+    @extend_schema(
+        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 404: ERRORS[404], 410: ErrorResponseSerializer},
+        description="The image as the model saw it (EXIF orientation applied, 8-bit RGB), as JPEG.",
+    )
+    def get(self, request, pk):
+        response = HttpResponse(services.image_jpeg(_detection(pk)), content_type="image/jpeg")
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+class DetectionThumbnail(PictureView):
+    @extend_schema(
+        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 404: ERRORS[404], 410: ErrorResponseSerializer},
+        description="A small JPEG of the image (longest side 320 px).",
+    )
+    def get(self, request, pk):
+        response = HttpResponse(services.thumbnail_bytes(_detection(pk)), content_type="image/jpeg")
+        response["Cache-Control"] = "private, max-age=86400"
+        return response
+
+
+class DetectionFeedback(APIView):
+    """Say whether a detection (or one of its boxes) was right; wrong boxes may name their right class."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [AnonPredictionThrottle]
+
+    @extend_schema(
+        request=FeedbackRequestSerializer,
+        responses={201: FeedbackSerializer, **ERRORS},
+        description="Stored as labelled data for retraining (see the export_feedback command).",
+    )
+    def post(self, request, pk):
+        detection = _detection(pk)
+        serializer = FeedbackRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        feedback = services.record_feedback(
+            detection,
+            verdict=data["verdict"],
+            box_index=data.get("box_index"),
+            correct_class=data.get("correct_class") or None,
+            min_confidence=data.get("min_confidence"),
+            comment=data.get("comment", ""),
+            requester=Requester.from_request(request),
+        )
+        return Response(FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)
+
+
+# -- batches ----------------------------------------------------------------------------------------
+class BatchListCreate(APIView):
+    """POST a zip of images or several files to detect them in the background; GET your batches (signed in)."""
+
+    permission_classes = [CreateOpenListSignedIn]
+    parser_classes = [MultiPartParser]
+
+    def get_throttles(self):
+        return [AnonPredictionThrottle()] if self.request.method == "POST" else []
+
+    @extend_schema(
+        operation_id="batches_create",
+        request={"multipart/form-data": BatchRequestSerializer},
+        responses={202: BatchSerializer, **PREDICTION_ERRORS},
+        description=f"At most {batches.MAX_BATCH_IMAGES} images. Poll the batch for progress, then download "
+        "its results as JSON or CSV.",
+    )
+    def post(self, request):
+        serializer = BatchRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        batch = batches.create_batch(
+            data["files"],
+            model_name=data.get("model") or settings.DEFAULT_DETECTION_MODEL,
+            conf=data["conf"],
+            iou=data["iou"],
+            max_det=data["max_det"],
+            requester=Requester.from_request(request),
+        )
+        return Response(BatchSerializer(batch).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(operation_id="batches_list", responses={200: BatchSerializer(many=True)})
+    def get(self, request):
+        queryset = Batch.objects.order_by("-created_at")
+        if not request.user.is_staff:
+            queryset = queryset.filter(user=request.user)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(BatchSerializer(page, many=True).data)
+
+
+class BatchDetail(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: BatchSerializer, 404: ERRORS[404]})
+    def get(self, request, pk):
+        return Response(BatchSerializer(get_object_or_404(Batch, pk=pk)).data)
+
+
+class BatchResultsJson(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "BatchResults",
+                {"batch": BatchSerializer(), "results": serializers.ListField(child=serializers.DictField())},
+            ),
+            404: ERRORS[404],
+        },
+        description="One entry per image in upload order: status done (with boxes), failed (with the error) "
+        "or pending.",
+    )
+    def get(self, request, pk):
+        batch = get_object_or_404(Batch, pk=pk)
+        response = Response({"batch": BatchSerializer(batch).data, "results": batches.batch_results(batch)})
+        response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.json"'
+        return response
+
+
+class CsvRenderer(ImageRenderer):
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+    render_style = "text"
+
+
+class BatchResultsCsv(PictureView):
+    renderer_classes = [JSONRenderer, CsvRenderer]
+
+    @extend_schema(
+        responses={(200, "text/csv"): OpenApiTypes.STR, 404: ERRORS[404]},
+        description="One row per box (images without boxes or with an error get one row).",
+    )
+    def get(self, request, pk):
+        batch = get_object_or_404(Batch, pk=pk)
+        response = HttpResponse(batches.batch_results_csv(batch), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.csv"'
+        return response
+
+
+# -- models -----------------------------------------------------------------------------------------
+class ModelInfo(APIView):
+    """What a client needs to call a model: production version, its metrics, classes or features, input size."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: ModelInfoSerializer, 404: ERRORS[404]})
+    def get(self, request, name):
+        return Response(services.model_info(name))
+
+
+# -- compatibility with the clients of the system this product replaces ------------------------------
+class CompatPredict(TimedView):
+    """POST /predict: multipart field `file`; the same JSON as POST /api/v1/detections/ (status 200)."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [AnonPredictionThrottle]
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        operation_id="compat_predict",
+        request={"multipart/form-data": CompatPredictRequestSerializer},
+        responses={200: DetectionSerializer, **PREDICTION_ERRORS},
+        tags=["compatibility"],
+    )
+    def post(self, request):
+        detection = _detect_from(
+            request, CompatPredictRequestSerializer, "file", source=Source.COMPAT, started=self.started
+        )
+        return Response(DetectionSerializer(detection).data)
+
+
+class CompatModelInfo(APIView):
+    """GET /model/info: the default detector's info, as GET /api/v1/models/{name}/info/ gives it."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(operation_id="compat_model_info", responses={200: ModelInfoSerializer}, tags=["compatibility"])
+    def get(self, request):
+        return Response(services.model_info(settings.DEFAULT_DETECTION_MODEL))
