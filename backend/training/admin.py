@@ -178,7 +178,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="progress", ordering="progress")
     def progress_display(self, obj) -> str:
-        steps = f" epoch {obj.epoch}/{obj.epochs}" if obj.epochs else ""
+        steps = f" {obj.step_unit} {obj.epoch}/{obj.epochs}" if obj.epochs else ""
         return format_html(
             '<progress max="100" value="{}" style="width:8em"></progress> {}%{}',
             obj.progress,

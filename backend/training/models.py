@@ -122,6 +122,11 @@ class TrainingJob(models.Model):
         return f"{base}/#/experiments/{self.mlflow_experiment_id or '0'}/runs/{self.mlflow_run_id}"
 
     @property
+    def step_unit(self) -> str:
+        """What one step of progress is: an epoch (YOLO), a boosting round (XGBoost), a trial (search)."""
+        return {self.Kind.DETECTION: "epoch", self.Kind.TABULAR: "round", self.Kind.SEARCH: "trial"}[self.kind]
+
+    @property
     def duration_s(self) -> float | None:
         if self.started_at is None:
             return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import threading
 import time
 import traceback
@@ -34,6 +35,7 @@ HEARTBEAT_S = 10.0  # heartbeat writes from the monitor thread
 LOG_TAIL_LINES = 200
 LOG_LINE_CHARS = 500
 HISTORY_POINTS = 2000  # curves keep at most this many points (tabular reports every few rounds)
+ANSI_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 CAPTURED_LOGGERS = ("", "ultralytics")  # root (mlops, backend) and Ultralytics, which does not propagate
 
 
@@ -51,6 +53,7 @@ class _TailHandler(logging.Handler):
             line = self.format(record)
         except Exception:  # noqa: BLE001  (a record that cannot be formatted must not break training)
             return
+        line = ANSI_ESCAPES.sub("", line)  # Ultralytics colours its terminal output
         with self.lock_tail:
             self.lines.append(line[:LOG_LINE_CHARS])
 
@@ -72,7 +75,7 @@ class JobReporter:
         self.experiment_id = ""
         self._cancel = threading.Event()
         self._done = threading.Event()
-        self._last_flush = 0.0
+        self._last_flush: float | None = None
         self._tail = _TailHandler()
         self._thread = threading.Thread(target=self._monitor, name=f"training-job-{job_id}-monitor", daemon=True)
 
@@ -111,7 +114,8 @@ class JobReporter:
         if not self.run_id:
             self._find_mlflow_run()
         now = time.monotonic()
-        if now - self._last_flush >= FLUSH_INTERVAL_S or self.epoch >= self.epochs:
+        due = self._last_flush is None or now - self._last_flush >= FLUSH_INTERVAL_S
+        if due or self.epoch >= self.epochs:
             self.flush()
 
     def trial_callback(self, *, minimize: bool):

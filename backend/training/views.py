@@ -1,5 +1,7 @@
 """Training jobs over HTTP: the staff-only REST API and the pages that follow a job live."""
 
+import json
+
 from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import get_object_or_404, render
 from drf_spectacular.types import OpenApiTypes
@@ -96,5 +98,11 @@ def job_list(request):
 @staff_member_required
 def job_detail(request, pk: int):
     job = get_object_or_404(TrainingJob.objects.select_related("model_version__model", "requested_by"), pk=pk)
-    context = {"job": job, "initial": TrainingJobDetailSerializer(job).data, "title": f"Training job #{job.pk}"}
+    context = {
+        "job": job,
+        "initial": TrainingJobDetailSerializer(job).data,
+        "params_json": json.dumps(job.params, sort_keys=True),
+        "step_unit": job.step_unit,
+        "title": f"Training job #{job.pk}",
+    }
     return render(request, "training/job_detail.html", context)

@@ -177,7 +177,7 @@ def test_job_pages_are_for_staff(client, plain_user, staff_user):
     assert f"Training job #{job.pk}" in html
     assert 'id="training-job-data"' in html  # the first render's data, then the script polls the API
     assert "training/job.js" in html
-    assert "epoch 3 of 10" in html
+    assert "round 3 of 10" in html  # a tabular job counts boosting rounds
     listing = client.get(reverse("training:job-list"))
     assert listing.status_code == 200
     assert f"#{job.pk}" in listing.content.decode()

@@ -8,6 +8,8 @@
   const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
   const QUALITY_KEYS = ["mAP50", "mAP50-95", "precision", "recall", "accuracy", "roc_auc", "f1", "fitness"];
   const SVG_NS = "http://www.w3.org/2000/svg";
+  // What one step of progress is: an epoch (YOLO), a boosting round (XGBoost), a trial (search).
+  const STEP_UNITS = { detection: "epoch", tabular: "round", search: "trial" };
 
   const root = document.getElementById("training-job");
   const dataNode = document.getElementById("training-job-data");
@@ -38,13 +40,13 @@
     return abs >= 100 ? value.toFixed(0) : abs >= 1 ? value.toFixed(2) : value.toPrecision(2);
   }
 
-  function drawChart(svg, series, epochs) {
+  function drawChart(svg, series, epochs, emptyText) {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     const width = 480, height = 260, left = 46, right = 10, top = 10, bottom = 28;
     const legendRows = Math.ceil(series.length / 3);
     const plotBottom = height - bottom - legendRows * 14;
     if (series.length === 0) {
-      svg.appendChild(svgEl("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "empty" }, "no epochs yet"));
+      svg.appendChild(svgEl("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "empty" }, emptyText));
       return;
     }
     const xs = series.flatMap((s) => s.points.map((p) => p[0]));
@@ -136,16 +138,20 @@
 
     field("progress-fill").style.width = `${Math.max(0, Math.min(100, job.progress))}%`;
     root.querySelector(".progress").setAttribute("aria-valuenow", String(job.progress));
-    setText("progress-text", `${Math.round(job.progress)}%` + (job.epochs ? ` · epoch ${job.epoch} of ${job.epochs}` : ""));
+    const unit = STEP_UNITS[job.kind] || "step";
+    setText("progress-text", `${Math.round(job.progress)}%` + (job.epochs ? ` · ${unit} ${job.epoch} of ${job.epochs}` : ""));
 
     const error = field("error");
     error.hidden = !job.error || job.status === "cancelled";
     error.textContent = job.error ? `${job.error_code ? job.error_code + ": " : ""}${job.error}` : "";
 
     const history = job.history || [];
-    drawChart(root.querySelector('[data-chart="loss"]'), seriesFrom(history, (k) => /loss/i.test(k)), job.epochs);
+    const empty = ACTIVE.has(job.status) ? `waiting for the first ${unit}` : `nothing reported per ${unit}`;
+    root.querySelectorAll("[data-field=step-unit]").forEach((node) => { node.textContent = unit; });
+    drawChart(root.querySelector('[data-chart="loss"]'), seriesFrom(history, (k) => /loss/i.test(k)), job.epochs, empty);
     drawChart(root.querySelector('[data-chart="quality"]'),
-      seriesFrom(history, (k) => QUALITY_KEYS.includes(k) || /fitness/.test(k) || /^(metrics|val)\/(?!.*loss)/.test(k)), job.epochs);
+      seriesFrom(history, (k) => QUALITY_KEYS.includes(k) || /fitness/.test(k) || /^(metrics|val)\/(?!.*loss)/.test(k)),
+      job.epochs, empty);
     renderMetrics(job.metrics);
 
     const version = field("version");

@@ -107,7 +107,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def _postfix(job: TrainingJob) -> str:
-        parts = [f"epoch {job.epoch}/{job.epochs}"] if job.epochs else []
+        parts = [f"{job.step_unit} {job.epoch}/{job.epochs}"] if job.epochs else []
         for name in ("mAP50", "mAP50-95", "val/logloss", "accuracy", "roc_auc"):
             value = (job.metrics or {}).get(name)
             if isinstance(value, int | float):
