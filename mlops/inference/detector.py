@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 PAD_VALUE = 114  # Ultralytics' LetterBox padding grey
 MAX_WH = 7680  # Ultralytics' per-class offset for class-aware NMS
 MAX_NMS = 30000  # Ultralytics keeps at most this many candidates before NMS
+MAX_DET = 1000  # our cap on boxes per image: keeps the worst-case NMS cost bounded
 
 
 @dataclass(frozen=True)
@@ -121,27 +122,51 @@ def _axis(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return first, np.minimum(first + 1, size_in - 1), weight
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None) -> np.ndarray:
-    """Greedy NMS like torchvision's: highest score first, drop boxes whose IoU with a kept one exceeds the threshold.
+NMS_BLOCK = 256
 
-    Stops once `max_keep` boxes are kept: later boxes could only be cut by max_det anyway.
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None) -> np.ndarray:
+    """Greedy NMS giving torchvision's result: best first, drop boxes overlapping a kept one above the threshold.
+
+    Boxes are taken in score order, a block at a time: a block is first checked against the boxes
+    already kept, then its survivors are resolved among themselves. It stops once `max_keep` boxes
+    are kept, so a low threshold with thousands of candidates costs a few blocks.
     """
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = (x2 - x1) * (y2 - y1)
     order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    limit = max_keep or len(order)
-    while order.size and len(keep) < limit:
-        best, rest = order[0], order[1:]
-        keep.append(int(best))
-        if not rest.size:
+    boxes = boxes[order]
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    limit = len(order) if max_keep is None else max_keep
+    kept: list[int] = []
+    for start in range(0, len(order), NMS_BLOCK):
+        if len(kept) >= limit:
             break
-        width = np.maximum(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0)
-        height = np.maximum(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0)
-        inter = width * height
-        iou = inter / (areas[best] + areas[rest] - inter)
-        order = rest[~(iou > iou_threshold)]  # NaN IoU (degenerate boxes) keeps the box, as torchvision does
-    return np.asarray(keep, dtype=np.intp)
+        stop = min(start + NMS_BLOCK, len(order))
+        alive = np.arange(start, stop)
+        if kept:
+            previous = np.asarray(kept)
+            overlap = _iou(boxes[alive], areas[alive], boxes[previous], areas[previous]) > iou_threshold
+            alive = alive[~overlap.any(axis=1)]
+        if not alive.size:
+            continue
+        overlaps = _iou(boxes[alive], areas[alive], boxes[alive], areas[alive]) > iou_threshold
+        suppressed = np.zeros(alive.size, dtype=bool)
+        for position, index in enumerate(alive.tolist()):
+            if suppressed[position]:
+                continue
+            kept.append(index)
+            if len(kept) >= limit:
+                break
+            suppressed[position + 1 :] |= overlaps[position, position + 1 :]
+    return order[np.asarray(kept, dtype=np.intp)]
+
+
+def _iou(a: np.ndarray, a_areas: np.ndarray, b: np.ndarray, b_areas: np.ndarray) -> np.ndarray:
+    """IoU of every box of `a` with every box of `b`, in float32 like torchvision (NaN for degenerate pairs)."""
+    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.maximum(width, 0) * np.maximum(height, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / (a_areas[:, None] + b_areas[None, :] - inter)
 
 
 def check_thresholds(conf: float, iou: float, max_det: int) -> None:
@@ -152,9 +177,9 @@ def check_thresholds(conf: float, iou: float, max_det: int) -> None:
                 code="invalid_parameter",
                 details={"field": name, "problem": "out_of_range"},
             )
-    if isinstance(max_det, bool) or not isinstance(max_det, int) or not 1 <= max_det <= 10000:
+    if isinstance(max_det, bool) or not isinstance(max_det, int) or not 1 <= max_det <= MAX_DET:
         raise InvalidInput(
-            f"max_det must be an integer between 1 and 10000, got {max_det!r}.",
+            f"max_det must be an integer between 1 and {MAX_DET}, got {max_det!r}.",
             code="invalid_parameter",
             details={"field": "max_det", "problem": "out_of_range"},
         )
@@ -358,12 +383,12 @@ class OnnxDetector:
     @staticmethod
     def _decode_classic(channels: np.ndarray, conf: float, iou: float, max_det: int):
         scores_by_class = channels[4:]
-        best = scores_by_class.max(axis=0)
+        classes = scores_by_class.argmax(axis=0)
+        best = np.take_along_axis(scores_by_class, classes[None, :], axis=0)[0]
         candidates = np.flatnonzero(best > conf)
         if not candidates.size:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.intp)
-        scores = best[candidates]
-        classes = scores_by_class[:, candidates].argmax(axis=0)
+        scores, classes = best[candidates], classes[candidates]
         if candidates.size > MAX_NMS:
             top = np.argsort(-scores, kind="stable")[:MAX_NMS]
             candidates, scores, classes = candidates[top], scores[top], classes[top]

@@ -261,21 +261,36 @@ def test_letterbox_is_bit_identical_to_ultralytics(detectors, size):
     assert np.array_equal(ours, theirs)
 
 
-def test_nms_matches_torchvision():
+def random_boxes(rng, n: int, *, clustered: bool) -> np.ndarray:
+    if clustered:  # heavy overlap: 30 objects with ~40 jittered candidates each, as a trained head gives
+        centres = rng.uniform(50, 600, size=(30, 2))[rng.integers(0, 30, size=n)]
+        corners = centres + rng.normal(0, 4, size=(n, 2))
+        sizes = rng.uniform(40, 60, size=(n, 2))
+    else:
+        corners = rng.uniform(0, 300, size=(n, 2))
+        sizes = rng.uniform(5, 80, size=(n, 2))
+    boxes = np.concatenate([corners, corners + sizes], axis=1).astype(np.float32)
+    boxes[:5, 2:] = boxes[:5, :2]  # zero-area boxes
+    boxes[5:10, [0, 2]] = boxes[5:10, [2, 0]]  # inverted boxes, as untrained YOLO26 heads emit
+    return boxes
+
+
+@pytest.mark.parametrize("clustered", [False, True], ids=["spread", "clustered"])
+def test_nms_matches_torchvision(clustered):
     import torch
     import torchvision
 
     rng = np.random.default_rng(7)
-    corners = rng.uniform(0, 300, size=(600, 2)).astype(np.float32)
-    sizes = rng.uniform(5, 80, size=(600, 2)).astype(np.float32)
-    boxes = np.concatenate([corners, corners + sizes], axis=1)
-    scores = rng.uniform(0, 1, size=600).astype(np.float32)
-    classes = rng.integers(0, 3, size=600)
+    n = 1200
+    boxes = random_boxes(rng, n, clustered=clustered)
+    scores = rng.uniform(0, 1, size=n).astype(np.float32)
+    classes = rng.integers(0, 3, size=n)
     shifted = boxes + (classes.astype(np.float32) * 7680)[:, None]
     for threshold in (0.3, 0.5, 0.7):
         expected = torchvision.ops.nms(torch.from_numpy(shifted), torch.from_numpy(scores), threshold).numpy()
         assert np.array_equal(nms(shifted, scores, threshold), expected)
         assert np.array_equal(nms(shifted, scores, threshold, max_keep=10), expected[:10])
+        assert np.array_equal(nms(shifted, scores, threshold, max_keep=300), expected[:300])
 
 
 @pytest.mark.parametrize("size", [(810, 1080), (1080, 810), (100, 37), (300, 300)])
