@@ -48,7 +48,7 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> Image.Image:
         check_size(image.size, max_pixels=max_pixels, max_side=max_side)
         try:
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
             return to_rgb(image)
         except (OSError, SyntaxError, ValueError, TypeError, EOFError) as exc:
             raise InvalidInput(
