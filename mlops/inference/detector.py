@@ -383,12 +383,12 @@ class OnnxDetector:
     @staticmethod
     def _decode_classic(channels: np.ndarray, conf: float, iou: float, max_det: int):
         scores_by_class = channels[4:]
-        classes = scores_by_class.argmax(axis=0)
-        best = np.take_along_axis(scores_by_class, classes[None, :], axis=0)[0]
+        # max over classes is ~6x cheaper than argmax along this axis: argmax only the candidates.
+        best = scores_by_class.max(axis=0)
         candidates = np.flatnonzero(best > conf)
         if not candidates.size:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.intp)
-        scores, classes = best[candidates], classes[candidates]
+        scores, classes = best[candidates], scores_by_class[:, candidates].argmax(axis=0)
         if candidates.size > MAX_NMS:
             top = np.argsort(-scores, kind="stable")[:MAX_NMS]
             candidates, scores, classes = candidates[top], scores[top], classes[top]
