@@ -109,6 +109,14 @@ def detectors(yolo_models) -> dict[str, OnnxDetector]:
 
 
 @pytest.fixture(scope="module")
+def ultralytics_onnx(yolo_models) -> dict:
+    """Ultralytics' own ONNX predictors for the same files (their AutoBackend on ONNX Runtime)."""
+    from ultralytics import YOLO
+
+    return {variant: YOLO(str(files.onnx), task="detect") for variant, files in yolo_models.items()}
+
+
+@pytest.fixture(scope="module")
 def images() -> dict[str, Image.Image]:
     return {name: Image.open(asset(name)).convert("RGB") for name in IMAGES}
 
@@ -185,13 +193,10 @@ def test_output_layouts(yolo_models, detectors, variant):
 
 @pytest.mark.parametrize("image_name", IMAGES)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_matches_ultralytics_onnx_predict(yolo_models, detectors, images, variant, image_name):
-    from ultralytics import YOLO
-
+def test_matches_ultralytics_onnx_predict(ultralytics_onnx, detectors, images, variant, image_name):
     image = images[image_name]
     ours = detectors[variant].predict(image, conf=CONF, iou=IOU)
-    reference = YOLO(str(yolo_models[variant].onnx), task="detect")
-    theirs = reference.predict(image, imgsz=IMGSZ, conf=CONF, iou=IOU, verbose=False)[0]
+    theirs = ultralytics_onnx[variant].predict(image, imgsz=IMGSZ, conf=CONF, iou=IOU, verbose=False)[0]
     assert (ours.width, ours.height) == image.size
     rows = our_rows(ours)
     assert len(rows) >= 1
