@@ -1,0 +1,193 @@
+"""Hot swap under load: concurrent requests while versions are promoted and rolled back, a version that
+fails to load, and a serving path free of torch, ultralytics, xgboost and mlflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.db import connection
+from rest_framework.test import APIClient
+
+from backend.detection.serving import model_server
+from backend.detection.tests.support import image_bytes, register_and_promote, synthetic_photo
+from backend.registry.models import ModelVersion, RegisteredModel
+from backend.registry.services import promote_version, register_from_files, rollback_model
+from mlops.registry.artifacts import local_path_of
+from tests.helpers import wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def production_windows(initial: int, changes: list[tuple[float, float, int]], end: float) -> dict[int, list]:
+    """Each version's production windows, widened to cover the whole promote/rollback call on both ends.
+
+    A change takes effect somewhere inside its call, so the old version may be production until the
+    call returns and the new one from the moment the call starts.
+    """
+    windows: dict[int, list[tuple[float, float]]] = {}
+    current, since = initial, float("-inf")
+    for started, finished, version in changes:
+        windows.setdefault(current, []).append((since, finished))
+        current, since = version, started
+    windows.setdefault(current, []).append((since, end))
+    return windows
+
+
+def test_promotions_and_rollbacks_under_concurrent_load(live_server, model_files, unique_name, settings):
+    versions = [
+        register_from_files(unique_name, "detection", files.files(), metadata=files.metadata)
+        for files in model_files["detectors"]
+    ]
+    promote_version(versions[0])
+    url = f"{live_server.url}/api/v1/detections/"
+    payload = image_bytes(synthetic_photo(96, 72), "PNG")
+    assert requests.post(url, files={"image": ("warm.png", payload)}, data={"model": unique_name}).status_code == 201
+
+    results: list[tuple[float, float, int, int | None]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    response = session.post(
+                        url, files={"image": ("x.png", payload)}, data={"model": unique_name}, timeout=60
+                    )
+                    status = response.status_code
+                    version = response.json()["model"]["version"] if status == 201 else None
+                except requests.RequestException:
+                    status, version = -1, None
+                results.append((started, time.monotonic(), status, version))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    model = RegisteredModel.objects.get(name=unique_name)
+    changes: list[tuple[float, float, int]] = []
+    plan = ["promote:1", "rollback", "promote:2", "rollback", "promote:2", "promote:1", "rollback", "rollback"] * 2
+    for step in plan:
+        time.sleep(0.15)
+        started = time.monotonic()
+        if step == "rollback":
+            deployment = rollback_model(model, reason="test")
+        else:
+            deployment = promote_version(ModelVersion.objects.get(pk=versions[int(step[-1])].pk), reason="test")
+        changes.append((started, time.monotonic(), deployment.to_version.version))
+    time.sleep(0.3)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    end = time.monotonic()
+
+    assert len(results) > 50
+    failed = [r for r in results if r[2] != 201]
+    assert failed == [], f"{len(failed)} of {len(results)} requests failed: {failed[:5]}"
+    windows = production_windows(versions[0].version, changes, end)
+    outside = [
+        (started, finished, version)
+        for started, finished, _, version in results
+        if not any(lo <= finished and started <= hi for lo, hi in windows.get(version, []))
+    ]
+    assert outside == [], f"{len(outside)} answers came from a version not in production during the request"
+    assert {r[3] for r in results} == {v.version for v in versions}  # every version answered at some point
+    final = ModelVersion.objects.get(model=model, status="production").version
+    answer = requests.post(url, files={"image": ("y.png", payload)}, data={"model": unique_name})
+    assert answer.json()["model"]["version"] == final
+
+
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(model_files, unique_name, settings):
+    settings.DEFAULT_DETECTION_MODEL = unique_name
+    old = register_and_promote(unique_name, "detection", model_files["detectors"][0])
+    client = APIClient()
+    photo = image_bytes(synthetic_photo(64, 48))
+    assert client.post("/api/v1/detections/", {"image": _file(photo)}).json()["model"]["version"] == old.version
+
+    new = register_and_promote(unique_name, "detection", model_files["detectors"][1])  # passes its smoke test
+    stored = local_path_of(new.artifacts["onnx"]["uri"])
+    stored.write_bytes(b"not an onnx model any more" + stored.read_bytes()[:100])  # corrupted after promotion
+
+    answers = [client.post("/api/v1/detections/", {"image": _file(photo)}) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [201, 201, 201]
+    assert {a.json()["model"]["version"] for a in answers} == {old.version}
+    new.refresh_from_db()
+    assert new.status == "production"
+    assert "sha256" in new.load_error and new.load_error_at is not None
+    assert ModelVersion.objects.get(pk=old.pk).load_error == ""
+    status = model_server().status()[unique_name]
+    assert status["version"].version == old.version and status["failed_attempts"] >= 1
+
+    # A rollback to the old version is served at once; the failure stays recorded on the bad version.
+    rollback_model(new.model, reason="bad artifact")
+    assert client.post("/api/v1/detections/", {"image": _file(photo)}).json()["model"]["version"] == old.version
+    wait_until(lambda: model_server().status()[unique_name]["failed_attempts"] == 0, timeout=10, what="recovery")
+
+
+def _file(data: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("x.png", data)
+
+
+SERVING_PROBE = """
+import json, os, sys, time
+os.environ["DJANGO_SETTINGS_MODULE"] = "backend.config.settings"
+started = time.perf_counter()
+import django
+django.setup()
+from django.test import Client
+client = Client()
+image = open(sys.argv[1], "rb").read()
+from django.core.files.uploadedfile import SimpleUploadedFile
+detection = client.post("/api/v1/detections/", {"image": SimpleUploadedFile("x.png", image), "model": sys.argv[2]})
+scored = client.post(
+    "/api/v1/tabular/predictions/",
+    json.dumps({"records": [json.loads(sys.argv[4])], "model": sys.argv[3]}),
+    content_type="application/json",
+)
+heavy = sorted(m for m in ("torch", "ultralytics", "xgboost", "mlflow", "sklearn", "pandas") if m in sys.modules)
+print(json.dumps({"status": [detection.status_code, scored.status_code], "heavy": heavy,
+                  "body": [detection.json(), scored.json()]}))
+"""
+
+
+def test_serving_path_imports_no_training_frameworks(model_files, unique_name, tmp_path):
+    register_and_promote(unique_name, "detection", model_files["detectors"][0])
+    tabular = model_files["tabular"][0]
+    register_and_promote(f"{unique_name}-tab", "tabular", tabular)
+    image = tmp_path / "probe.png"
+    image.write_bytes(image_bytes(synthetic_photo(64, 64)))
+    record = {feature["name"]: feature["mean"] for feature in tabular.feature_schema}
+    env = {**os.environ, "DATABASE_URL": _database_url(), "API_ANON_RATE": "1000/min"}
+
+    result = subprocess.run(
+        [sys.executable, "-c", SERVING_PROBE, str(image), unique_name, f"{unique_name}-tab", json.dumps(record)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["status"] == [201, 200], probe["body"]
+    assert probe["heavy"] == []
+
+
+def _database_url() -> str:
+    settings_dict = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings_dict['NAME']}"
+    return f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"

@@ -1,0 +1,56 @@
+"""The upload and history pages as a browser session sees them (the browser test drives the scripts)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from backend.detection.models import Detection
+from backend.detection.tests.support import image_bytes, synthetic_photo
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def test_upload_page_names_the_production_model_and_sets_up_the_session(serve_detector):
+    version = serve_detector(0)
+    client = Client()
+    page = client.get("/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert f"{version.model.name}</b> v1.0" in html and "circle, square, triangle" in html
+    assert 'id="dropzone"' in html and 'id="threshold"' in html and "js/detect.js" in html
+    assert "csrftoken" in page.cookies and client.session.session_key
+    for link in ("/history/", "/scoring/", "/admin/", "/api/docs/"):
+        assert f'href="{link}"' in html
+
+
+def test_upload_page_says_when_nothing_is_in_production(model_files, unique_name, settings):
+    from backend.registry.services import register_from_files
+
+    settings.DEFAULT_DETECTION_MODEL = unique_name
+    assert "There is no model named" in Client().get("/").content.decode()
+    files = model_files["detectors"][0]
+    register_from_files(unique_name, "detection", files.files(), metadata=files.metadata)
+    assert "No version of" in Client().get("/").content.decode()
+
+
+def test_history_shows_this_browser_s_detections_with_feedback_controls(serve_detector):
+    serve_detector(0)
+    mine, other = Client(), Client()
+    mine.get("/")
+    other.get("/")
+    photo = image_bytes(synthetic_photo(64, 48))
+    answer = mine.post(
+        "/api/v1/detections/", {"image": SimpleUploadedFile("holiday.png", photo)}, HTTP_X_MODELYARD_CLIENT="web"
+    ).json()
+    detection = Detection.objects.get(pk=answer["id"])
+    assert detection.source == "web" and detection.session_key == mine.session.session_key
+
+    html = mine.get("/history/").content.decode()
+    assert "holiday.png" in html
+    assert f"/api/v1/detections/{answer['id']}/thumbnail.jpg" in html
+    assert f"/api/v1/detections/{answer['id']}/feedback/" in html
+    assert 'data-verdict="correct"' in html and 'data-verdict="wrong"' in html
+    assert "holiday.png" not in other.get("/history/").content.decode()
+    assert 'id="history-empty"' in other.get("/history/").content.decode()
