@@ -115,6 +115,7 @@ def search_tabular(
     model_name: str,
     n_trials: int | None = None,
     space: Mapping[str, Any] | None = None,
+    pruner: Mapping[str, Any] | None = None,
     on_trial: TrialCallback | None = None,
     should_stop: StopCheck | None = None,
     description: str = "",
@@ -124,7 +125,7 @@ def search_tabular(
     from mlops.training import xgb
 
     base = TabularParams.resolve(params, params_file)
-    settings = SearchSettings.resolve("tabular", {"n_trials": n_trials, "space": space}, params_file)
+    settings = SearchSettings.resolve("tabular", {"n_trials": n_trials, "space": space, "pruner": pruner}, params_file)
     data = _load(dataset_dir, "tabular")
 
     def run_trial(trial, trial_params: TabularParams, run: TrainingRun, workdir: Path):
@@ -171,6 +172,7 @@ def search_detector(
     model_name: str,
     n_trials: int | None = None,
     space: Mapping[str, Any] | None = None,
+    pruner: Mapping[str, Any] | None = None,
     on_trial: TrialCallback | None = None,
     should_stop: StopCheck | None = None,
     description: str = "",
@@ -180,7 +182,7 @@ def search_detector(
     from mlops.training import yolo
 
     base = DetectorParams.resolve(params, params_file)
-    settings = SearchSettings.resolve("detector", {"n_trials": n_trials, "space": space}, params_file)
+    settings = SearchSettings.resolve("detector", {"n_trials": n_trials, "space": space, "pruner": pruner}, params_file)
     data = _load(dataset_dir, "detection")
 
     def run_trial(trial, trial_params: DetectorParams, run: TrainingRun, workdir: Path):
