@@ -164,7 +164,6 @@ def session_sweep(onnx_path: Path, tensor: np.ndarray, runs: int) -> dict[str, d
         "serving_default_threads_no_spin": session_options(None),
         "serving_default_threads_spin": session_options(None, spinning=True),
         "serving_1_thread": session_options(1),
-        "serving_2_threads": session_options(2),
     }
     sessions = {
         name: ort.InferenceSession(str(onnx_path), options, providers=PROVIDERS) for name, options in configs.items()
@@ -292,7 +291,7 @@ def run(args: argparse.Namespace) -> dict:
         "ours_stages_ms": {name: stats(values) for name, values in stages.items()},
         "low_conf_postprocess_ms": stats([r.postprocess_ms for r in low_conf]),
         "low_conf_boxes": len(low_conf[0].boxes),
-        "session_options_run_ms": session_sweep(onnx_path, tensor, max(10, args.runs // 2)),
+        "session_options_run_ms": session_sweep(onnx_path, tensor, max(8, args.runs // 3)),
         "serving_process": serving_process(onnx_path, image_path, tabular_path, tabular_meta, without_cv2=False),
         "serving_process_without_cv2": serving_process(
             onnx_path, image_path, tabular_path, tabular_meta, without_cv2=True

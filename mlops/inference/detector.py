@@ -30,6 +30,7 @@ PAD_VALUE = 114  # Ultralytics' LetterBox padding grey
 MAX_WH = 7680  # Ultralytics' per-class offset for class-aware NMS
 MAX_NMS = 30000  # Ultralytics keeps at most this many candidates before NMS
 MAX_DET = 1000  # our cap on boxes per image: keeps the worst-case NMS cost bounded
+NMS_BLOCK = 256  # candidates compared at once in NMS
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,6 @@ def _axis(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     weight[first < 0] = 0.0
     first = np.clip(first.astype(np.intp), 0, size_in - 1)
     return first, np.minimum(first + 1, size_in - 1), weight
-
-
-NMS_BLOCK = 256
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None) -> np.ndarray:
