@@ -33,7 +33,7 @@ def _repository_files() -> list[str]:
 def _tiny_params(path: Path) -> None:
     params = yaml.safe_load(path.read_text())
     params["data"]["detection"]["options"].update({"count": 10, "imgsz": 64})
-    params["train_detector"].update({"epochs": 1, "imgsz": 64, "batch": 4, "plots": False, "extra": {"nbs": 4}})
+    params["train_detector"].update({"epochs": 1, "imgsz": 64, "batch": 4, "plots": False})
     params["train_tabular"].update({"n_estimators": 20})
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 

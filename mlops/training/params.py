@@ -106,6 +106,9 @@ class DetectorParams(_Params):
             "epochs": self.epochs,
             "imgsz": self.imgsz,
             "batch": self.batch,
+            # One optimizer step per batch. Ultralytics' nominal batch of 64 accumulates 4 batches
+            # of 16: a small dataset then gets a quarter of the steps per epoch.
+            "nbs": self.batch if self.batch > 0 else 64,
             "patience": self.patience,
             "seed": self.seed,
             "lr0": self.lr0,

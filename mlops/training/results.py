@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from mlops.registry.entities import ModelVersionInfo
@@ -42,6 +45,7 @@ class TrainingOutcome:
     duration_s: float
     epochs_run: int = 0  # epochs (detector) or boosting rounds (tabular) actually trained
     best_epoch: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (fit, export, ...)
 
     def summary(self) -> dict:
         """Plain JSON-able values: what a job row or a metrics file stores."""
@@ -54,6 +58,22 @@ class TrainingOutcome:
             "duration_s": round(self.duration_s, 3),
             "epochs_run": self.epochs_run,
             "best_epoch": self.best_epoch,
+            "timings": {phase: round(seconds, 3) for phase, seconds in self.timings.items()},
             "data_version": self.version.lineage.data_version,
             "config_hash": self.version.lineage.config_hash,
         }
+
+
+class PhaseTimer:
+    """Wall time per phase of a training: where the time beyond the fit itself goes."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.monotonic() - started

@@ -27,7 +27,7 @@ from mlops.registry.entities import ArtifactRole, ModelKind, ModelVersionInfo
 from mlops.registry.mlflow_store import MlflowModelRegistry
 from mlops.training.compare import NotComparable, compare_with_production, record_comparison
 from mlops.training.params import DetectorParams
-from mlops.training.results import TrainingOutcome
+from mlops.training.results import PhaseTimer, TrainingOutcome
 from mlops.training.tracking import (
     TrainingRun,
     metric_key,
@@ -92,6 +92,7 @@ def train_detector(
         raise InvalidInput(f"{dataset_dir} is a {data.kind} dataset, not a detection one", code="kind_mismatch")
     registry = MlflowModelRegistry(config)
     workdir = scratch_dir(config, f"{model_name}-")
+    timer = PhaseTimer()
     try:
         with training_run(
             registry,
@@ -102,17 +103,32 @@ def train_detector(
             config_hash=params.config_hash(),
             tags={"modelyard.model_name": model_name},
         ) as run:
-            fit = fit_detector(
-                params, data, workdir, experiment=config.experiment, run=run, on_epoch=on_epoch, should_stop=should_stop
-            )
+            with timer.phase("fit"):
+                fit = fit_detector(
+                    params,
+                    data,
+                    workdir,
+                    experiment=config.experiment,
+                    run=run,
+                    on_epoch=on_epoch,
+                    should_stop=should_stop,
+                )
             if fit.cancelled:
                 raise TrainingCancelled(
                     f"training of {model_name} was cancelled after {fit.epochs_run} epochs",
                     details={"run_id": run.run_id, "epochs_run": fit.epochs_run},
                 )
-            built = finish_detector(run, fit, params, data, workdir)
+            built = finish_detector(run, fit, params, data, workdir, timer=timer)
         return register_detector(
-            registry, run, built, params, data, model_name=model_name, description=description, started=started
+            registry,
+            run,
+            built,
+            params,
+            data,
+            model_name=model_name,
+            description=description,
+            started=started,
+            timer=timer,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -131,17 +147,28 @@ class DetectorBuild:
 
 
 def finish_detector(
-    run: TrainingRun, fit: FitResult, params: DetectorParams, data: PreparedDataset, workdir: Path
+    run: TrainingRun,
+    fit: FitResult,
+    params: DetectorParams,
+    data: PreparedDataset,
+    workdir: Path,
+    *,
+    timer: PhaseTimer | None = None,
 ) -> DetectorBuild:
     """Export ONNX, evaluate it on the test split, save the drift reference; log all to `run`."""
-    onnx = export_onnx(fit.best, params.imgsz)
-    metrics = evaluate_detector(onnx, data, imgsz=params.imgsz, workdir=workdir)
-    reference = save_reference(
-        onnx, data, Path(workdir) / REFERENCE_FILE, imgsz=params.imgsz, conf=params.reference_conf
-    )
-    run.log_metrics({f"test/{key}": value for key, value in metrics.items()})
-    run.log_metrics({"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch})
-    _log_files(run, fit, reference, data)
+    timer = timer or PhaseTimer()
+    with timer.phase("export"):
+        onnx = export_onnx(fit.best, params.imgsz)
+    with timer.phase("evaluate"):
+        metrics = evaluate_detector(onnx, data, imgsz=params.imgsz, workdir=workdir)
+    with timer.phase("reference"):
+        reference = save_reference(
+            onnx, data, Path(workdir) / REFERENCE_FILE, imgsz=params.imgsz, conf=params.reference_conf
+        )
+    with timer.phase("log"):
+        run.log_metrics({f"test/{key}": value for key, value in metrics.items()})
+        run.log_metrics({"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch})
+        _log_files(run, fit, reference, data)
     return DetectorBuild(fit.best, onnx, reference, metrics, fit.epochs_run, fit.best_epoch)
 
 
@@ -155,8 +182,10 @@ def register_detector(
     model_name: str,
     description: str,
     started: float,
+    timer: PhaseTimer | None = None,
 ) -> TrainingOutcome:
     """Register the build as a new version of `model_name`, compare it with production."""
+    timer = timer or PhaseTimer()
     files = {
         ArtifactRole.WEIGHTS: built.weights,
         ArtifactRole.ONNX: built.onnx,
@@ -165,7 +194,34 @@ def register_detector(
     }
     if data.validation_report is not None:
         files[ArtifactRole.VALIDATION_REPORT] = data.validation_report
-    version = registry.register_version(
+    with timer.phase("register"):
+        version = _register(registry, model_name, files, built, params, data, run, description)
+    workdir = built.onnx.parent
+    with timer.phase("compare"):
+        comparison = compare_with_production(
+            registry,
+            version,
+            built.metrics,
+            primary_metric=PRIMARY_METRIC,
+            data_version=data.data_version,
+            score_baseline=lambda baseline: _score_baseline(registry, baseline, data, workdir),
+        )
+        record_comparison(registry, comparison, model_name, run.run_id)
+    _log_timings(run, timer)
+    return TrainingOutcome(
+        version=version,
+        metrics=built.metrics,
+        comparison=comparison,
+        run_id=run.run_id,
+        duration_s=time.monotonic() - started,
+        epochs_run=built.epochs_run,
+        best_epoch=built.best_epoch,
+        timings=dict(timer.timings),
+    )
+
+
+def _register(registry, model_name, files, built, params, data, run, description) -> ModelVersionInfo:
+    return registry.register_version(
         model_name,
         ModelKind.DETECTION,
         files,
@@ -182,25 +238,10 @@ def register_detector(
         run_id=run.run_id,
         description=description,
     )
-    workdir = built.onnx.parent
-    comparison = compare_with_production(
-        registry,
-        version,
-        built.metrics,
-        primary_metric=PRIMARY_METRIC,
-        data_version=data.data_version,
-        score_baseline=lambda baseline: _score_baseline(registry, baseline, data, workdir),
-    )
-    record_comparison(registry, comparison, model_name, run.run_id)
-    return TrainingOutcome(
-        version=version,
-        metrics=built.metrics,
-        comparison=comparison,
-        run_id=run.run_id,
-        duration_s=time.monotonic() - started,
-        epochs_run=built.epochs_run,
-        best_epoch=built.best_epoch,
-    )
+
+
+def _log_timings(run: TrainingRun, timer: PhaseTimer) -> None:
+    run.log_metrics({f"time/{phase}_s": seconds for phase, seconds in timer.timings.items()})
 
 
 # -- training ---------------------------------------------------------------------------------
