@@ -217,7 +217,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">live page</a>', obj.get_absolute_url())
 
     # -- actions ---------------------------------------------------------------------------------
-    @admin.action(description="Cancel selected jobs")
+    @admin.action(description="Cancel selected jobs", permissions=["change"])
     def cancel_jobs(self, request, queryset):
         for job in queryset:
             try:
@@ -229,7 +229,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
             self.log_change(request, job, f"Cancelled training job #{job.pk}")
             self.message_user(request, f"#{job.pk} {state}.", messages.SUCCESS)
 
-    @admin.action(description="Run again with the same settings")
+    @admin.action(description="Run again with the same settings", permissions=["add"])
     def run_again(self, request, queryset):
         for old in queryset:
             try:

@@ -135,6 +135,9 @@ class TrainingJob(models.Model):
         end = self.finished_at or timezone.now()
         return max(0.0, (end - self.started_at).total_seconds())
 
+    KEY_METRICS = ("mAP50", "mAP50-95", "precision", "recall", "accuracy", "roc_auc", "f1", "log_loss")
+
     def key_metrics(self) -> dict[str, float]:
-        """The latest numbers worth a glance (names as the trainers report them)."""
-        return {name: value for name, value in (self.metrics or {}).items() if isinstance(value, int | float)}
+        """The few numbers worth a glance (the registry's key metrics), from the latest metrics."""
+        metrics = self.metrics or {}
+        return {name: metrics[name] for name in self.KEY_METRICS if isinstance(metrics.get(name), int | float)}

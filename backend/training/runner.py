@@ -247,6 +247,7 @@ def _run(job: TrainingJob, reporter: JobReporter) -> str:
         history=reporter.history,
         log_tail=reporter.log_tail(),
         promotion_error=promotion_error,
+        steps=reporter.epoch if job.kind == Kind.SEARCH else outcome.epochs_run,
     )
     return TrainingJob.Status.SUCCEEDED
 

@@ -260,7 +260,10 @@ def cancel_job(job: TrainingJob, *, user=None) -> TrainingJob:
     )
     if cancelled:
         if job.celery_task_id:
-            celery_app.control.revoke(job.celery_task_id)
+            try:
+                celery_app.control.revoke(job.celery_task_id)
+            except Exception:  # the claim refuses a cancelled job anyway; the revoke only saves a delivery
+                logger.warning("training.revoke_failed job=%s task=%s", job.pk, job.celery_task_id, exc_info=True)
         logger.info("training.job_cancelled job=%s by=%s while=queued", job.pk, who)
     elif TrainingJob.objects.filter(pk=job.pk, status=Status.RUNNING).update(cancel_requested=True):
         logger.info("training.cancel_requested job=%s by=%s", job.pk, who)
@@ -349,6 +352,7 @@ def finish_succeeded(
     history: list[dict] | None = None,
     log_tail: str | None = None,
     promotion_error: str = "",
+    steps: int | None = None,
 ) -> bool:
     """running -> succeeded with the registered version; also over a reaper's verdict that came too early."""
     now = timezone.now()
@@ -371,10 +375,12 @@ def finish_succeeded(
         changes["history"] = history
     if log_tail is not None:
         changes["log_tail"] = log_tail
+    if steps:
+        # Early stopping ends before the planned count: the bar shows what actually ran, complete.
+        changes["epoch"] = changes["epochs"] = steps
     updated = TrainingJob.objects.filter(
         Q(status=Status.RUNNING) | Q(status=Status.FAILED, error_code__in=REAPED_CODES), pk=job_id
     ).update(**changes)
-    TrainingJob.objects.filter(pk=job_id, epoch__lt=F("epochs")).update(epoch=F("epochs"))
     logger.info("training.job_succeeded job=%s version=%s updated=%s", job_id, version, updated)
     return bool(updated)
 
@@ -478,6 +484,7 @@ def reap_stale_jobs(*, now=None, workers=_LOOK_UP, broker_task_ids=_LOOK_UP) -> 
             continue
         if finish_failed(job.pk, message=message, code=code):
             result.failed.append(job.pk)
+            _end_orphaned_run(job.mlflow_run_id)
 
     lost_before = now - stale_after
     queued = list(TrainingJob.objects.filter(status=Status.QUEUED, enqueued_at__lt=lost_before))
@@ -497,6 +504,21 @@ def reap_stale_jobs(*, now=None, workers=_LOOK_UP, broker_task_ids=_LOOK_UP) -> 
     if result.failed or result.requeued:
         logger.warning("training.reaped failed=%s requeued=%s", result.failed, result.requeued)
     return result
+
+
+def _end_orphaned_run(run_id: str) -> None:
+    """A worker that died left its MLflow run RUNNING: mark it FAILED like the job."""
+    if not run_id:
+        return
+    from backend.registry.services import model_registry
+
+    try:
+        client = model_registry().client
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="FAILED")
+            client.set_tag(run_id, "modelyard.error", "the training's worker died (marked failed by the reaper)")
+    except Exception:  # the job's state is what matters; MLflow may be down or the run gone
+        logger.warning("training.orphaned_run_not_ended run=%s", run_id, exc_info=True)
 
 
 def active_job_for(model_name: str) -> TrainingJob | None:

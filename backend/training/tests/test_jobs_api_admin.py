@@ -17,6 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from backend.registry.models import RegisteredModel
+from backend.registry.services import model_registry
 from backend.training import services
 from backend.training.models import TrainingJob
 
@@ -232,6 +233,10 @@ def test_reaper_fails_silent_and_orphaned_jobs_only():
         return make_job(status="running", started_at=beat, heartbeat_at=beat, worker_hostname=host, celery_task_id=task)
 
     silent = running(601, task="t-silent")  # stale heartbeat, whatever the workers say
+    # Its worker died mid-training and left the MLflow run open.
+    mlflow = model_registry().client
+    run = mlflow.create_run(model_registry().experiment_id(), run_name="orphaned")
+    TrainingJob.objects.filter(pk=silent.pk).update(mlflow_run_id=run.info.run_id)
     worker_gone = running(120, host="trainer@gone", task="t-gone")
     process_gone = running(120, task="t-lost")  # the worker answers, but not with this task
     healthy = running(120, task="t-ok")
@@ -248,6 +253,7 @@ def test_reaper_fails_silent_and_orphaned_jobs_only():
     assert states[fresh.pk] == ("running", "")
     silent.refresh_from_db()
     assert "no heartbeat" in silent.error and silent.finished_at is not None
+    assert mlflow.get_run(run.info.run_id).info.status == "FAILED"
 
     # Unknown worker state (broker unreachable): only the heartbeat rule applies.
     unknown = running(601, host="trainer@x")
