@@ -444,7 +444,9 @@ WORKER_CHECK_AFTER = timedelta(seconds=90)
 _LOOK_UP = object()
 
 
-def reap_stale_jobs(*, now=None, workers=_LOOK_UP, broker_task_ids=_LOOK_UP) -> ReapResult:
+def reap_stale_jobs(
+    *, now=None, workers=_LOOK_UP, broker_task_ids=_LOOK_UP, worker_check_after: timedelta = WORKER_CHECK_AFTER
+) -> ReapResult:
     """Fail running jobs whose worker died; re-send (or fail) queued jobs whose message was lost.
 
     Running: failed when the heartbeat is older than TRAINING_STALE_AFTER_SECONDS, or older than
@@ -463,7 +465,7 @@ def reap_stale_jobs(*, now=None, workers=_LOOK_UP, broker_task_ids=_LOOK_UP) -> 
     stale_after = timedelta(seconds=settings.TRAINING_STALE_AFTER_SECONDS)
     result = ReapResult()
 
-    running = list(TrainingJob.objects.filter(status=Status.RUNNING, heartbeat_at__lt=now - WORKER_CHECK_AFTER))
+    running = list(TrainingJob.objects.filter(status=Status.RUNNING, heartbeat_at__lt=now - worker_check_after))
     if workers is _LOOK_UP:
         workers = broker.active_tasks_by_worker() if running else None
     for job in running:

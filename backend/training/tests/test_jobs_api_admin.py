@@ -335,6 +335,17 @@ def test_bootstrap_models_queues_each_default_model_once():
     with pytest.raises(services.JobConflict):
         services.start_job("tabular", model_name="boot-tabular", dedupe_key="bootstrap:boot-tabular")
 
+    # `make run` again after one was stopped mid-training: the orphaned job is failed and re-queued.
+    quiet = timezone.now() - timedelta(seconds=60)
+    TrainingJob.objects.filter(pk=tabular.pk).update(
+        status="running", started_at=quiet, heartbeat_at=quiet, worker_hostname="trainer@stopped", celery_task_id="t"
+    )
+    restarted = StringIO()
+    call_command("bootstrap_models", stdout=restarted)
+    assert f"marked interrupted training jobs failed: #{tabular.pk}" in restarted.getvalue()
+    assert TrainingJob.objects.get(pk=tabular.pk).error_code == "worker_lost"
+    tabular = TrainingJob.objects.get(model_name="boot-tabular", status="queued")
+
     # A failed bootstrap is retried by the next run; a model with versions is left to people.
     TrainingJob.objects.filter(pk=tabular.pk).update(status="failed")
     TrainingJob.objects.filter(pk=detector.pk).update(status="succeeded")

@@ -8,6 +8,7 @@ Idempotent: a model that already has versions, or a job queued or running, is le
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -15,6 +16,7 @@ from django.core.management.base import BaseCommand
 from backend.registry.models import RegisteredModel
 from backend.training import services
 from backend.training.models import TrainingJob
+from backend.training.runner import HEARTBEAT_S
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,12 @@ class Command(BaseCommand):
     help = "Queue training (auto-promoted) of the default detection and tabular models when the registry has none."
 
     def handle(self, *args, **options):
+        # `make run` after an interrupted one: a job whose worker was stopped mid-training is still
+        # "running". No local worker runs yet, so one its worker does not vouch for is failed now
+        # (a remote worker that answers keeps its jobs), and its model is queued again below.
+        reaped = services.reap_stale_jobs(worker_check_after=timedelta(seconds=2 * HEARTBEAT_S))
+        if reaped.failed:
+            self.stdout.write(f"marked interrupted training jobs failed: {', '.join(f'#{pk}' for pk in reaped.failed)}")
         for plan in bootstrap_plan():
             self.stdout.write(f"{plan.model_name} ({plan.kind}): {self._bootstrap(plan)}")
 
