@@ -45,6 +45,7 @@ setup: venv redis
 	$(BIN)/python manage.py ensure_demo_admin
 
 run: setup
+	$(BIN)/python manage.py bootstrap_models
 	$(BIN)/honcho start -f Procfile
 
 lint: venv

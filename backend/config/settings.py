@@ -174,6 +174,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `status`/`kind`; name each enum after its model in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "TrainingJobStatusEnum": "backend.training.models.TrainingJob.Status",
+        "TrainingJobKindEnum": "backend.training.models.TrainingJob.Kind",
+        "ModelVersionStatusEnum": "backend.registry.models.ModelVersion.Status",
+        "ModelKindEnum": "backend.registry.models.RegisteredModel.Kind",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------
