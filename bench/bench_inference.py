@@ -91,7 +91,7 @@ def prepare_environment(work: Path) -> None:
 
 
 def build_detector(arch: str, imgsz: int, work: Path, *, end2end: bool, images: list[Path]) -> tuple[Path, Path]:
-    """A model from the Ultralytics yaml, saved as .pt and exported to ONNX at imgsz.
+    """A model from the Ultralytics yaml, saved as .pt and exported to a fixed-size ONNX at imgsz.
 
     An untrained network answers ~0.001 everywhere, which leaves NMS nothing to do. Batch-norm
     statistics taken from the sample images and a raised class bias give it a trained model's
@@ -118,10 +118,18 @@ def build_detector(arch: str, imgsz: int, work: Path, *, end2end: bool, images: 
     model.model.eval()
     weights = work / f"{arch}.pt"
     model.save(weights)
-    exported = YOLO(str(weights)).export(format="onnx", imgsz=imgsz, nms=False if end2end else None, verbose=False)
-    onnx_path = work / f"{arch}-{imgsz}{'-e2e' if end2end else ''}.onnx"
+    return weights, export(weights, imgsz, work, end2end=end2end, dynamic=False)
+
+
+def export(weights: Path, imgsz: int, work: Path, *, end2end: bool, dynamic: bool) -> Path:
+    """Ultralytics' own ONNX export: fixed imgsz x imgsz input, or any size with dynamic=True."""
+    from ultralytics import YOLO
+
+    nms = False if end2end else None
+    exported = YOLO(str(weights)).export(format="onnx", imgsz=imgsz, nms=nms, dynamic=dynamic, verbose=False)
+    onnx_path = work / f"{weights.stem}-{imgsz}{'-e2e' if end2end else ''}{'-dynamic' if dynamic else ''}.onnx"
     shutil.move(exported, onnx_path)
-    return weights, onnx_path
+    return onnx_path
 
 
 def build_tabular(work: Path) -> tuple[Path, dict]:
@@ -159,10 +167,10 @@ def session_sweep(onnx_path: Path, tensor: np.ndarray, runs: int) -> dict[str, d
 
     from mlops.inference.runtime import PROVIDERS, session_options
 
-    configs = {
+    configs = {  # default intra-op threads: one per physical core
         "ort_default": ort.SessionOptions(),
-        "serving_default_threads_no_spin": session_options(None),
-        "serving_default_threads_spin": session_options(None, spinning=True),
+        "serving_spin": session_options(None),
+        "serving_no_spin": session_options(None, spinning=False),
         "serving_1_thread": session_options(1),
     }
     sessions = {
@@ -208,12 +216,15 @@ def run(args: argparse.Namespace) -> dict:
 
         spec = importlib.util.find_spec("ultralytics")
         image_path = Path(next(iter(spec.submodule_search_locations))) / "assets" / "bus.jpg"
+    dynamic_path = None
     if args.onnx:
         onnx_path, weights = Path(args.onnx), Path(args.weights) if args.weights else None
+        dynamic_path = Path(args.onnx_dynamic) if args.onnx_dynamic else None
     else:
         samples = [image_path, image_path.with_name("zidane.jpg")]
         samples = [path for path in samples if path.is_file()]
         weights, onnx_path = build_detector(args.arch, args.imgsz, work, end2end=args.end2end, images=samples)
+        dynamic_path = export(weights, args.imgsz, work, end2end=args.end2end, dynamic=True)
 
     import onnxruntime as ort
     from ultralytics import YOLO
@@ -223,43 +234,48 @@ def run(args: argparse.Namespace) -> dict:
 
     jpeg = image_path.read_bytes()
     caps = {"max_pixels": 40_000_000, "max_side": 12_000}
-    detector = OnnxDetector(onnx_path, intra_op_threads=args.threads)
+    detector = OnnxDetector(onnx_path, intra_op_threads=args.threads, rect=False)
+    rect_detector = OnnxDetector(dynamic_path, intra_op_threads=args.threads) if dynamic_path else None
     height, width = detector.input_size
     imgsz = [height, width]
-    # ONNX Runtime's defaults, except that idle threads sleep: spinning ones would steal the CPU from
-    # whichever case runs next and make every other number look worse than it is.
-    raw_options = ort.SessionOptions()
-    raw_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    raw_session = ort.InferenceSession(str(onnx_path), raw_options, providers=["CPUExecutionProvider"])
+    raw_session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])  # ORT's defaults
     input_name = raw_session.get_inputs()[0].name
     tensor, _ = detector.preprocess(np.asarray(Image.open(image_path).convert("RGB")))
     tensor = tensor.copy()
     ultra_onnx = YOLO(str(onnx_path), task="detect")
     ultra_pt = YOLO(str(weights), task="detect") if weights else None
-    stages: dict[str, list[float]] = {"decode": [], "preprocess": [], "run": [], "postprocess": []}
+    stages: dict[str, dict[str, list[float]]] = {}
 
-    def ours() -> None:
-        started = time.perf_counter()
-        decoded = decode_image(jpeg, **caps)
-        stages["decode"].append((time.perf_counter() - started) * 1000)
-        result = detector.predict(decoded, conf=args.conf)
-        stages["preprocess"].append(result.preprocess_ms)
-        stages["run"].append(result.run_ms)
-        stages["postprocess"].append(result.postprocess_ms)
+    def ours(model: OnnxDetector, key: str) -> Callable[[], None]:
+        record = stages.setdefault(key, {"decode": [], "preprocess": [], "run": [], "postprocess": []})
+
+        def case() -> None:
+            started = time.perf_counter()
+            decoded = decode_image(jpeg, **caps)
+            record["decode"].append((time.perf_counter() - started) * 1000)
+            result = model.predict(decoded, conf=args.conf)
+            record["preprocess"].append(result.preprocess_ms)
+            record["run"].append(result.run_ms)
+            record["postprocess"].append(result.postprocess_ms)
+
+        return case
 
     cases: dict[str, Callable[[], object]] = {
         "a_session_run": lambda: raw_session.run(None, {input_name: tensor}),
-        "d_ours_from_jpeg": ours,
+        "d_ours_from_jpeg": ours(detector, "d_ours_from_jpeg"),
         "b2_ultralytics_onnx": lambda: ultra_onnx.predict(str(image_path), imgsz=imgsz, conf=args.conf, verbose=False),
     }
+    if rect_detector is not None:
+        cases["d_rect_ours_dynamic_onnx"] = ours(rect_detector, "d_rect_ours_dynamic_onnx")
     if ultra_pt is not None:
         cases["b_ultralytics_pt"] = lambda: ultra_pt.predict(
             str(image_path), imgsz=imgsz, conf=args.conf, verbose=False
         )
     load_before = os.getloadavg()
     times = interleaved(cases, args.runs, args.warmup)
-    for values in stages.values():
-        del values[: args.warmup]
+    for record in stages.values():
+        for values in record.values():
+            del values[: args.warmup]
     boxes = len(detector.predict(decode_image(jpeg, **caps), conf=args.conf).boxes)
 
     # Post-processing in the worst case: a near-zero threshold feeds thousands of candidates to NMS.
@@ -281,6 +297,7 @@ def run(args: argparse.Namespace) -> dict:
             "weights": str(weights) if weights else None,
             "arch": None if args.onnx else args.arch,
             "imgsz": imgsz,
+            "onnx_dynamic": str(dynamic_path) if dynamic_path else None,
             "end2end": detector.end2end,
             "intra_op_threads": args.threads,
             "conf": args.conf,
@@ -288,7 +305,9 @@ def run(args: argparse.Namespace) -> dict:
         },
         "image": {"path": str(image_path), "bytes": len(jpeg)},
         "latency_ms": {name: stats(values) for name, values in times.items()},
-        "ours_stages_ms": {name: stats(values) for name, values in stages.items()},
+        "ours_stages_ms": {
+            case: {name: stats(values) for name, values in record.items()} for case, record in stages.items()
+        },
         "low_conf_postprocess_ms": stats([r.postprocess_ms for r in low_conf]),
         "low_conf_boxes": len(low_conf[0].boxes),
         "session_options_run_ms": session_sweep(onnx_path, tensor, max(8, args.runs // 3)),
@@ -298,12 +317,17 @@ def run(args: argparse.Namespace) -> dict:
         ),
     }
     latency = report["latency_ms"]
-    d, a = latency["d_ours_from_jpeg"]["p50"], latency["a_session_run"]["p50"]
-    report["ratios_p50"] = {
-        "d_over_a": d / a,
-        "d_over_b2": d / latency["b2_ultralytics_onnx"]["p50"],
-        **({"d_over_b": d / latency["b_ultralytics_pt"]["p50"]} if "b_ultralytics_pt" in latency else {}),
-    }
+    ratios = {}
+    for ours_key in ("d_ours_from_jpeg", "d_rect_ours_dynamic_onnx"):
+        if ours_key not in latency:
+            continue
+        mine = latency[ours_key]["p50"]
+        prefix = ours_key.split("_ours")[0]
+        ratios[f"{prefix}_over_a"] = mine / latency["a_session_run"]["p50"]
+        ratios[f"{prefix}_over_b2"] = mine / latency["b2_ultralytics_onnx"]["p50"]
+        if "b_ultralytics_pt" in latency:
+            ratios[f"{prefix}_over_b"] = mine / latency["b_ultralytics_pt"]["p50"]
+    report["ratios_p50"] = ratios
     shutil.rmtree(work, ignore_errors=True)
     return report
 
@@ -325,13 +349,13 @@ def print_report(report: dict) -> None:
         "b_ultralytics_pt": "(b)  Ultralytics YOLO(.pt).predict",
         "b2_ultralytics_onnx": "(b') Ultralytics YOLO(onnx).predict",
         "d_ours_from_jpeg": "(d)  ours from JPEG bytes",
+        "d_rect_ours_dynamic_onnx": "(d_rect) ours, dynamic ONNX, rect",
     }
     for key, label in labels.items():
         if key in latency:
             print(f"{label:<34}{latency[key]['p50']:>10.2f}{latency[key]['p95']:>10.2f}")
-    print(
-        "\n(d) stages:  " + "  ".join(f"{k} {v['p50']:.2f}" for k, v in report["ours_stages_ms"].items()) + "  (p50 ms)"
-    )
+    for case, record in report["ours_stages_ms"].items():
+        print(f"\n{case} stages (p50 ms):  " + "  ".join(f"{k} {v['p50']:.2f}" for k, v in record.items()))
     print(
         f"postprocess at conf 0.001 ({report['low_conf_boxes']} boxes): "
         f"p50 {report['low_conf_postprocess_ms']['p50']:.2f} ms"
@@ -359,6 +383,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--end2end", action="store_true", help="export YOLO26 with its NMS-free head (nms=False)")
     parser.add_argument("--onnx", help="benchmark this ONNX file instead of building one")
     parser.add_argument("--weights", help="the .pt matching --onnx, for case (b)")
+    parser.add_argument("--onnx-dynamic", help="a dynamic-shape export of the same weights, for case (d_rect)")
     parser.add_argument("--image", help="image file (default: Ultralytics' bus.jpg)")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)

@@ -31,6 +31,7 @@ MAX_WH = 7680  # Ultralytics' per-class offset for class-aware NMS
 MAX_NMS = 30000  # Ultralytics keeps at most this many candidates before NMS
 MAX_DET = 1000  # our cap on boxes per image: keeps the worst-case NMS cost bounded
 NMS_BLOCK = 256  # candidates compared at once in NMS
+MAX_BUFFERS = 8  # input tensors kept per thread (one per letterboxed shape)
 
 
 @dataclass(frozen=True)
@@ -75,23 +76,52 @@ class DetectionResult:
 
 @dataclass(frozen=True)
 class Letterbox:
-    """Where the resized image sits inside the model input, to map boxes back."""
+    """Where the resized image sits inside the model input, and how boxes map back to the image."""
 
+    input_height: int
+    input_width: int
     new_width: int
     new_height: int
     left: int
     top: int
     gain_x: float
     gain_y: float
+    pad_x: int
+    pad_y: int
 
 
-def letterbox_geometry(width: int, height: int, input_height: int, input_width: int) -> Letterbox:
-    """Ultralytics' LetterBox arithmetic for a fixed-size input (auto=False, scaleup=True, centred)."""
+def letterbox_geometry(
+    width: int, height: int, input_height: int, input_width: int, *, rect: bool = False, stride: int = 32
+) -> Letterbox:
+    """Ultralytics' LetterBox arithmetic (scaleup, centred), and its scale_boxes inverse.
+
+    `rect=False` pads to the full input size (a fixed-size ONNX graph); `rect=True` pads only up to
+    the next multiple of the stride (`auto=True`), which Ultralytics uses for .pt and dynamic-shape
+    ONNX models: a 4:3 photo then runs as 640x480 instead of 640x640.
+    """
     ratio = min(input_height / height, input_width / width)
     new_width, new_height = max(round(width * ratio), 1), max(round(height * ratio), 1)
-    pad_w, pad_h = (input_width - new_width) / 2, (input_height - new_height) / 2
-    left, top = round(pad_w - 0.1), round(pad_h - 0.1)
-    return Letterbox(new_width, new_height, left, top, new_width / width, new_height / height)
+    pad_w, pad_h = input_width - new_width, input_height - new_height
+    if rect:
+        pad_w, pad_h = pad_w % stride, pad_h % stride
+    left, right = round(pad_w / 2 - 0.1), round(pad_w / 2 + 0.1)
+    top, bottom = round(pad_h / 2 - 0.1), round(pad_h / 2 + 0.1)
+    padded_height, padded_width = new_height + top + bottom, new_width + left + right
+    # scale_boxes recomputes the mapping from the padded shape alone; mirror it for identical boxes.
+    gain = min(padded_height / height, padded_width / width)
+    mapped_height, mapped_width = max(round(height * gain), 1), max(round(width * gain), 1)
+    return Letterbox(
+        input_height=padded_height,
+        input_width=padded_width,
+        new_width=new_width,
+        new_height=new_height,
+        left=left,
+        top=top,
+        gain_x=mapped_width / width,
+        gain_y=mapped_height / height,
+        pad_x=round((padded_width - mapped_width) / 2 - 0.1),
+        pad_y=round((padded_height - mapped_height) / 2 - 0.1),
+    )
 
 
 def _cv2_resizer():
@@ -237,7 +267,8 @@ class OnnxDetector:
         imgsz: int | Sequence[int] | None = None,
         intra_op_threads: int | None = None,
         *,
-        spinning: bool = False,
+        rect: bool | None = None,
+        spinning: bool = True,
     ):
         self.path = Path(onnx_path)
         self.session = open_session(self.path, intra_op_threads=intra_op_threads, spinning=spinning)
@@ -253,6 +284,13 @@ class OnnxDetector:
         self.output_names = [self.session.get_outputs()[0].name]
         self.stride = int(literal(meta.get("stride"), 32))
         self.input_size = self._input_size(model_input.shape, imgsz, literal(meta.get("imgsz")))
+        # A graph that accepts any size gets Ultralytics' minimum-rectangle letterbox, as its predict does.
+        self.dynamic = not all(isinstance(d, int) and d > 0 for d in model_input.shape[2:4])
+        self.rect = self.dynamic if rect is None else bool(rect)
+        if self.rect and not self.dynamic:
+            raise MlopsError(
+                f"{self.path.name} has a fixed input size: rect=True needs a dynamic export.", code="model_invalid"
+            )
         height, width = self.input_size
         self.imgsz: int | tuple[int, int] = height if height == width else self.input_size
         stored_end2end = meta.get("end2end")
@@ -330,24 +368,36 @@ class OnnxDetector:
     def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """Letterbox an RGB uint8 image into this thread's (1, 3, H, W) float input, scaled to 0-1."""
         input_height, input_width = self.input_size
-        box = letterbox_geometry(rgb.shape[1], rgb.shape[0], input_height, input_width)
+        box = letterbox_geometry(
+            rgb.shape[1], rgb.shape[0], input_height, input_width, rect=self.rect, stride=self.stride
+        )
         if (box.new_width, box.new_height) != (rgb.shape[1], rgb.shape[0]):
             rgb = self._resize(rgb, box.new_width, box.new_height)
-        tensor = getattr(self._local, "tensor", None)
-        if tensor is None:
-            tensor = np.empty((1, 3, input_height, input_width), dtype=np.float32)
-            self._local.tensor, self._local.placement = tensor, None
-        placement = (box.left, box.top, box.new_width, box.new_height)
-        if self._local.placement != placement:
-            # Only the padding changes with the placement; it is refilled when the placement moves.
-            tensor.fill(np.float32(PAD_VALUE) / np.float32(255))
-            self._local.placement = placement
+        tensor = self._buffer(box)
         region = tensor[0, :, box.top : box.top + box.new_height, box.left : box.left + box.new_width]
         # uint8 / 255 in float32, as Ultralytics divides: the model sees bit-identical inputs.
         np.divide(np.ascontiguousarray(rgb.transpose(2, 0, 1)), np.float32(255), out=region, casting="unsafe")
         if self.input_dtype is np.float16:
             return tensor.astype(np.float16), box
         return tensor, box
+
+    def _buffer(self, box: Letterbox) -> np.ndarray:
+        """This thread's input tensor for the letterboxed shape, padding already in place."""
+        buffers: dict | None = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        shape = (box.input_height, box.input_width)
+        entry = buffers.get(shape)
+        if entry is None:
+            if len(buffers) >= MAX_BUFFERS:  # rect mode: one per aspect ratio seen; keep a few
+                buffers.clear()
+            entry = buffers[shape] = [np.empty((1, 3, *shape), dtype=np.float32), None]
+        tensor, placement = entry
+        if placement != (box.left, box.top, box.new_width, box.new_height):
+            # Only the padding depends on the placement; refill it when the placement moves.
+            tensor.fill(np.float32(PAD_VALUE) / np.float32(255))
+            entry[1] = (box.left, box.top, box.new_width, box.new_height)
+        return tensor
 
     def decode(
         self, output: np.ndarray, box: Letterbox, width: int, height: int, *, conf: float, iou: float, max_det: int
@@ -364,8 +414,8 @@ class OnnxDetector:
         else:
             xyxy, scores, classes = self._decode_classic(prediction[0], conf, iou, max_det)
         if len(scores):
-            xyxy[:, [0, 2]] -= box.left
-            xyxy[:, [1, 3]] -= box.top
+            xyxy[:, [0, 2]] -= box.pad_x
+            xyxy[:, [1, 3]] -= box.pad_y
             xyxy[:, [0, 2]] /= np.float32(box.gain_x)
             xyxy[:, [1, 3]] /= np.float32(box.gain_y)
             xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
@@ -405,12 +455,15 @@ class OnnxDetector:
             "class_names": list(self.class_names),
             "end2end": self.end2end,
             "stride": self.stride,
+            "rect": self.rect,
         }
 
 
 class TorchDetector:
     """Fallback for a version without an ONNX file: Ultralytics predict on the .pt weights, same interface.
 
+    `rect=True` is Ultralytics' own default (minimum-rectangle letterbox, like a dynamic ONNX
+    export); `rect=False` letterboxes to the full square like a fixed-size ONNX export.
     Imports Ultralytics (and torch) when constructed. A .pt file is a pickle: load only weights whose
     sha256 matched the registry.
     """
@@ -423,6 +476,8 @@ class TorchDetector:
         class_names: Sequence[str] | dict | None = None,
         imgsz: int | Sequence[int] | None = None,
         intra_op_threads: int | None = None,
+        *,
+        rect: bool = True,
     ):
         from ultralytics import YOLO
 
@@ -449,6 +504,7 @@ class TorchDetector:
         height, width = (int(size), int(size)) if isinstance(size, int) else (int(v) for v in size)
         self.input_size = (height, width)
         self.imgsz = height if height == width else self.input_size
+        self.rect = rect
         self._lock = threading.Lock()
 
     def predict(
@@ -460,9 +516,8 @@ class TorchDetector:
         height, width = rgb.shape[:2]
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         with self._lock:  # an Ultralytics predictor is not safe to share between threads
-            # rect=False: the same square letterbox as the ONNX graph, so both runtimes answer alike.
             result = self.model.predict(
-                bgr, imgsz=list(self.input_size), conf=conf, iou=iou, max_det=max_det, rect=False, verbose=False
+                bgr, imgsz=list(self.input_size), conf=conf, iou=iou, max_det=max_det, rect=self.rect, verbose=False
             )[0]
         data = result.boxes.data.cpu().numpy().astype(np.float32)
         boxes = _build_boxes(data[:, :4], data[:, 4], data[:, 5].astype(np.intp), width, height, self.class_names)
@@ -470,4 +525,9 @@ class TorchDetector:
         return DetectionResult(boxes=boxes, width=width, height=height, inference_ms=elapsed, run_ms=elapsed)
 
     def describe(self) -> dict:
-        return {"runtime": "ultralytics", "imgsz": self.imgsz, "class_names": list(self.class_names)}
+        return {
+            "runtime": "ultralytics",
+            "imgsz": self.imgsz,
+            "class_names": list(self.class_names),
+            "rect": self.rect,
+        }

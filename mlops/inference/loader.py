@@ -38,24 +38,31 @@ class SmokeResult:
 
 
 def load_predictor(
-    kind: str, files: Mapping[str, Path], metadata: Mapping, *, intra_op_threads: int | None = None
+    kind: str,
+    files: Mapping[str, Path],
+    metadata: Mapping,
+    *,
+    intra_op_threads: int | None = None,
+    spinning: bool = True,
 ) -> OnnxDetector | TorchDetector | TabularScorer | XGBoostScorer:
     """Build the predictor for a version: ONNX when the version has it, the source format only without it.
 
     `files` maps artifact roles ("onnx", "weights", "xgboost", "feature_schema") to local paths;
-    `metadata` is the version metadata (class_names, imgsz, feature_schema).
+    `metadata` is the version metadata (class_names, imgsz, feature_schema). `spinning=False` makes
+    ONNX Runtime's idle threads sleep at once (slower per request, kinder to a crowded host).
     """
     files = {str(role): Path(path) for role, path in files.items()}
     if kind == DETECTION:
-        class_names = metadata.get("class_names") or None
-        imgsz = metadata.get("imgsz") or None
+        options = {
+            "class_names": metadata.get("class_names") or None,
+            "imgsz": metadata.get("imgsz") or None,
+            "intra_op_threads": intra_op_threads,
+        }
         if "onnx" in files:
-            return OnnxDetector(files["onnx"], class_names=class_names, imgsz=imgsz, intra_op_threads=intra_op_threads)
+            return OnnxDetector(files["onnx"], **options, spinning=spinning)
         if "weights" in files:
             logger.info("loader.torch_fallback path=%s", files["weights"].name)
-            return TorchDetector(
-                files["weights"], class_names=class_names, imgsz=imgsz, intra_op_threads=intra_op_threads
-            )
+            return TorchDetector(files["weights"], **options)
         raise MlopsError("The version has neither an ONNX file nor weights.", code="model_load_failed")
     if kind == TABULAR:
         schema = metadata.get("feature_schema")

@@ -26,7 +26,7 @@ IMGSZ = 320
 CONF = 0.05
 IOU = 0.7
 NAMES = ["cat", "dog", "bird"]
-VARIANTS = ["yolo11n", "yolo26n", "yolo26n-e2e"]
+VARIANTS = ["yolo11n", "yolo11n-dynamic", "yolo26n", "yolo26n-e2e"]
 IMAGES = ["bus.jpg", "zidane.jpg"]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,6 +42,7 @@ class YoloFiles:
     pt: Path
     onnx: Path
     end2end: bool
+    dynamic: bool = False
 
 
 def ultralytics_env() -> None:
@@ -81,10 +82,11 @@ def build_yolo(arch: str, directory: Path, *, imgsz: int = IMGSZ, class_bias: fl
     return pt
 
 
-def export_onnx(pt: Path, out: Path, *, imgsz: int = IMGSZ, end2end: bool = False) -> Path:
+def export_onnx(pt: Path, out: Path, *, imgsz: int = IMGSZ, end2end: bool = False, dynamic: bool = False) -> Path:
     from ultralytics import YOLO
 
-    exported = YOLO(str(pt)).export(format="onnx", imgsz=imgsz, nms=False if end2end else None, verbose=False)
+    nms = False if end2end else None
+    exported = YOLO(str(pt)).export(format="onnx", imgsz=imgsz, nms=nms, dynamic=dynamic, verbose=False)
     return Path(shutil.move(exported, out))
 
 
@@ -98,6 +100,7 @@ def yolo_models(tmp_path_factory) -> dict[str, YoloFiles]:
     v26 = build_yolo("yolo26n", directory)
     return {
         "yolo11n": YoloFiles(v11, export_onnx(v11, out / "yolo11n.onnx"), False),
+        "yolo11n-dynamic": YoloFiles(v11, export_onnx(v11, out / "yolo11n-dynamic.onnx", dynamic=True), False, True),
         "yolo26n": YoloFiles(v26, export_onnx(v26, out / "yolo26n.onnx"), False),
         "yolo26n-e2e": YoloFiles(v26, export_onnx(v26, out / "yolo26n-e2e.onnx", end2end=True), True),
     }
@@ -180,14 +183,17 @@ def matched_fraction(ours: np.ndarray, theirs: np.ndarray, min_iou: float = 0.9)
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_output_layouts(yolo_models, detectors, variant):
-    detector = detectors[variant]
+    files, detector = yolo_models[variant], detectors[variant]
     shape = detector.session.get_outputs()[0].shape
-    if yolo_models[variant].end2end:
+    if files.end2end:
         # YOLO26 exports its NMS-free head only with nms=False: (1, 300, 6) = x1, y1, x2, y2, conf, class.
         assert shape == [1, 300, 6] and detector.end2end is True
+    elif files.dynamic:
+        assert shape[1] == 4 + len(NAMES) and isinstance(shape[2], str) and detector.end2end is False
     else:
         n_anchors = sum((IMGSZ // stride) ** 2 for stride in (8, 16, 32))
         assert shape == [1, 4 + len(NAMES), n_anchors] and detector.end2end is False
+    assert detector.dynamic is files.dynamic and detector.rect is files.dynamic
     assert detector.class_names == NAMES and detector.imgsz == IMGSZ and detector.stride == 32
 
 
@@ -213,10 +219,16 @@ def test_close_to_pytorch_predict(yolo_models, detectors, images, variant):
     total = 0
     for image in images.values():
         ours = our_rows(detectors[variant].predict(image, conf=CONF, iou=IOU))
-        # rect=False: a .pt predict otherwise letterboxes to the minimum rectangle (320x256 for bus.jpg),
-        # a different input than the fixed 320x320 of the ONNX graph.
+        # A .pt predict letterboxes to the minimum rectangle (320x256 for bus.jpg) unless rect=False:
+        # the same input as a dynamic ONNX graph, not as a fixed 320x320 one.
         theirs = model.predict(
-            image, imgsz=IMGSZ, conf=CONF, iou=IOU, rect=False, nms=False if files.end2end else None, verbose=False
+            image,
+            imgsz=IMGSZ,
+            conf=CONF,
+            iou=IOU,
+            rect=files.dynamic,
+            nms=False if files.end2end else None,
+            verbose=False,
         )[0]
         theirs = reference_rows(theirs)
         assert abs(len(ours) - len(theirs)) <= max(2, len(theirs) // 50)
@@ -253,17 +265,26 @@ def test_boxes_are_clipped_and_normalised(detectors, images):
                 assert set(box.to_dict()) == {"xyxy", "xyxyn", "class_id", "class_name", "confidence"}
 
 
+@pytest.mark.parametrize("rect", [False, True], ids=["square", "rect"])
 @pytest.mark.parametrize("size", [(810, 1080), (1000, 37), (3000, 1), (320, 320), (50, 100), (641, 479)])
-def test_letterbox_is_bit_identical_to_ultralytics(detectors, size):
+def test_letterbox_is_bit_identical_to_ultralytics(detectors, size, rect):
     from ultralytics.data.augment import LetterBox
 
     rng = np.random.default_rng(sum(size))
     rgb = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
-    ours, _ = detectors["yolo11n"].preprocess(rgb)
-    padded = LetterBox((IMGSZ, IMGSZ), auto=False, stride=32)(image=np.ascontiguousarray(rgb[..., ::-1]))
+    ours, _ = detectors["yolo11n-dynamic" if rect else "yolo11n"].preprocess(rgb)
+    padded = LetterBox((IMGSZ, IMGSZ), auto=rect, stride=32)(image=np.ascontiguousarray(rgb[..., ::-1]))
     theirs = np.ascontiguousarray(padded[..., ::-1].transpose(2, 0, 1))[None].astype(np.float32) / np.float32(255)
     assert ours.shape == theirs.shape
     assert np.array_equal(ours, theirs)
+
+
+def test_rect_letterbox_runs_fewer_pixels(detectors, images):
+    """bus.jpg (3:4) runs as 320x256 on a dynamic export instead of 320x320."""
+    tensor, box = detectors["yolo11n-dynamic"].preprocess(np.asarray(images["bus.jpg"]))
+    assert tensor.shape == (1, 3, 320, 256) and (box.pad_x, box.pad_y) == (8, 0)
+    tensor, _ = detectors["yolo11n-dynamic"].preprocess(np.asarray(images["zidane.jpg"]))
+    assert tensor.shape == (1, 3, 192, 320)
 
 
 def random_boxes(rng, n: int, *, clustered: bool) -> np.ndarray:
@@ -358,13 +379,15 @@ def test_array_input_equals_pillow_input(detectors, images):
 
 
 def test_torch_fallback_has_the_same_interface(yolo_models, detectors, images):
-    torch_detector = TorchDetector(yolo_models["yolo11n"].pt, imgsz=IMGSZ)
-    assert torch_detector.class_names == NAMES
+    square = TorchDetector(yolo_models["yolo11n"].pt, imgsz=IMGSZ, rect=False)
+    rectangle = TorchDetector(yolo_models["yolo11n"].pt, imgsz=IMGSZ)
+    assert square.class_names == NAMES and rectangle.rect is True
     for image in images.values():
-        fallback = torch_detector.predict(image, conf=CONF, iou=IOU)
-        onnx = detectors["yolo11n"].predict(image, conf=CONF, iou=IOU)
-        assert (fallback.width, fallback.height) == (onnx.width, onnx.height)
-        assert matched_fraction(our_rows(fallback), our_rows(onnx)) >= 0.95
+        for fallback, onnx in ((square, detectors["yolo11n"]), (rectangle, detectors["yolo11n-dynamic"])):
+            ours = fallback.predict(image, conf=CONF, iou=IOU)
+            reference = onnx.predict(image, conf=CONF, iou=IOU)
+            assert (ours.width, ours.height) == (reference.width, reference.height)
+            assert matched_fraction(our_rows(ours), our_rows(reference)) >= 0.95
 
 
 @pytest.mark.parametrize(
