@@ -268,7 +268,7 @@ class OnnxDetector:
         intra_op_threads: int | None = None,
         *,
         rect: bool | None = None,
-        spinning: bool = True,
+        spinning: bool = False,
     ):
         self.path = Path(onnx_path)
         self.session = open_session(self.path, intra_op_threads=intra_op_threads, spinning=spinning)

@@ -43,13 +43,13 @@ def load_predictor(
     metadata: Mapping,
     *,
     intra_op_threads: int | None = None,
-    spinning: bool = True,
+    spinning: bool = False,
 ) -> OnnxDetector | TorchDetector | TabularScorer | XGBoostScorer:
     """Build the predictor for a version: ONNX when the version has it, the source format only without it.
 
     `files` maps artifact roles ("onnx", "weights", "xgboost", "feature_schema") to local paths;
-    `metadata` is the version metadata (class_names, imgsz, feature_schema). `spinning=False` makes
-    ONNX Runtime's idle threads sleep at once (slower per request, kinder to a crowded host).
+    `metadata` is the version metadata (class_names, imgsz, feature_schema). `spinning=True` keeps
+    ONNX Runtime's threads spinning between work (faster on a dedicated host, see runtime.session_options).
     """
     files = {str(role): Path(path) for role, path in files.items()}
     if kind == DETECTION:
