@@ -157,11 +157,11 @@ def _validate_detection(root: Path, info: dict, policy: ValidationPolicy) -> Val
             message = f"identical content in {len(rel_paths)} files: {', '.join(rel_paths[:5])}"
             (found.error if policy.duplicates == "error" else found.warning)("duplicate_image", message, rel_paths[0])
 
-    image_stems = {sample.label.resolve() for sample in samples}
+    expected_labels = {sample.label.resolve() for sample in samples}
     labels_dir = root / "labels"
     if labels_dir.is_dir():
         for label in sorted(labels_dir.rglob("*.txt")):
-            if label.resolve() not in image_stems:
+            if label.resolve() not in expected_labels:
                 found.warning("orphan_label", "label file without an image", str(label.relative_to(root)))
 
     _check_balance(

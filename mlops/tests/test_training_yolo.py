@@ -65,7 +65,8 @@ def test_a_training_registers_an_onnx_version_with_test_metrics(env, first):
     assert {"torch", "ultralytics", "python"} <= set(version.lineage.packages)
     metadata = env["registry"].load_metadata(version)
     assert metadata["class_names"] == ["circle", "square", "triangle"]
-    assert (metadata["imgsz"], metadata["architecture"], metadata["task"]) == (64, "yolo11n", "detect")
+    architecture = DetectorParams.resolve(PARAMS).architecture
+    assert (metadata["imgsz"], metadata["architecture"], metadata["task"]) == (64, architecture, "detect")
     # One progress report per epoch, never one for the final evaluation of best.pt.
     assert [(epoch, total) for epoch, total, _ in epochs] == [(1, 2), (2, 2)]
     assert {"mAP50", "mAP50-95", "precision", "recall", "train/box_loss", "val/box_loss"} <= set(epochs[-1][2])

@@ -72,10 +72,10 @@ class DetectorParams(_Params):
 
     SECTION = "train_detector"
 
-    model: str = "yolo11n.yaml"  # architecture yaml (from scratch) or a .pt checkpoint path
+    model: str = "yolo26n.yaml"  # architecture yaml (from scratch) or a .pt checkpoint path
     weights: str = ""  # pretrained weights: a local path, or a name Ultralytics can download
-    epochs: int = 30
-    imgsz: int = 320
+    epochs: int = 20
+    imgsz: int = 160
     batch: int = 16
     patience: int = 10
     seed: int = 0
