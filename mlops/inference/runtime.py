@@ -18,8 +18,8 @@ PROVIDERS = ["CPUExecutionProvider"]
 def session_options(intra_op_threads: int | None = None, *, spinning: bool = False) -> ort.SessionOptions:
     """Full graph optimisation, one inference at a time per session, worker threads that sleep when idle.
 
-    ONNX Runtime's default spinning threads win ~20% per YOLO run on an idle 2-core host but lose
-    ~35% as soon as another process wants the CPU (a Celery worker training, other web workers),
+    ONNX Runtime's default spinning threads win ~20% per YOLO run on a quiet 2-core host but lose
+    12-55% as soon as another process wants the CPU (a Celery worker training, other web workers),
     which is this product's normal state; pass spinning=True for a dedicated inference host.
     """
     options = ort.SessionOptions()
