@@ -1,8 +1,8 @@
 """Detections: run an image through the production detector, log it, render it, collect feedback.
 
 `detect_image` is the one path every upload takes (API, upload page, /predict, batches): decode
-once, predict on the version the holder hands out, and only then write anything (the upload, a
-thumbnail, the row). A failure before the row exists leaves no file behind.
+once, predict on the version the holder hands out, and only then write anything (the upload, then
+the row). A failure before the row exists leaves no file behind.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from PIL import Image
 from backend.core.mlops_config import mlops_config
 from backend.detection import rendering
 from backend.detection.models import Detection, Feedback, Source
-from backend.detection.serving import served_model
+from backend.detection.serving import inference_slot, served_model
 from mlops.exceptions import InputTooLarge, InvalidInput, MlopsError, NotFound
 from mlops.inference.features import image_features
 from mlops.inference.images import decode_image
@@ -114,7 +114,8 @@ def detect_image(
     check_upload_size(len(data))
     image = decode_upload(data)
     served = served_model(model_name, "detection")
-    result = served.predictor.predict(image, conf=conf, iou=iou, max_det=max_det)
+    with inference_slot(served.predictor):
+        result = served.predictor.predict(image, conf=conf, iou=iou, max_det=max_det)
     boxes = [box.to_dict() for box in result.boxes]
     features = image_features(image)
     detection = Detection(
@@ -141,22 +142,18 @@ def detect_image(
 
 
 def _store_and_save(detection: Detection, data: bytes, image: Image.Image, filename: str, started: float) -> None:
-    """Write the upload and its thumbnail, then the row; remove the files if the row is not written."""
-    written: list[str] = []
+    """Write the upload, then the row; remove the file if the row is not written.
+
+    The thumbnail is made on first request (thumbnail_bytes): resizing a large photo costs more than
+    the rest of the bookkeeping together, and most uploads are never listed.
+    """
+    name = default_storage.save(_storage_name(detection.id, filename, data), ContentFile(data))
     try:
-        name = default_storage.save(_storage_name(detection.id, filename, data), ContentFile(data))
-        written.append(name)
-        thumb = default_storage.save(
-            f"thumbnails/{PurePath(name).parent.relative_to('detections')}/{detection.id.hex}.jpg",
-            ContentFile(rendering.thumbnail_jpeg(image)),
-        )
-        written.append(thumb)
-        detection.image.name, detection.thumbnail.name = name, thumb
+        detection.image.name = name
         detection.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         detection.save(force_insert=True)
     except BaseException:
-        for path in written:
-            default_storage.delete(path)
+        default_storage.delete(name)
         raise
 
 
@@ -174,13 +171,25 @@ def stored_image(detection: Detection) -> Image.Image:
 
 
 def thumbnail_bytes(detection: Detection) -> bytes:
-    if not detection.has_image or not detection.thumbnail:
+    """The stored thumbnail, made from the stored image (and kept) the first time it is asked for."""
+    if not detection.has_image:
         raise ImageGone("The image of this detection was deleted by the retention policy.")
-    try:
-        with default_storage.open(detection.thumbnail.name, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError as exc:
-        raise ImageGone("The thumbnail of this detection is no longer stored.") from exc
+    if detection.thumbnail:
+        try:
+            with default_storage.open(detection.thumbnail.name, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            pass  # made again below
+    data = rendering.thumbnail_jpeg(stored_image(detection))
+    folder = PurePath(detection.image.name).parent.relative_to("detections")
+    name = default_storage.save(f"thumbnails/{folder}/{detection.pk.hex}.jpg", ContentFile(data))
+    # Conditional: with two first requests at once, one name is kept and the other file removed.
+    kept = Detection.objects.filter(pk=detection.pk, image_deleted_at__isnull=True, thumbnail=detection.thumbnail.name)
+    if kept.update(thumbnail=name):
+        detection.thumbnail.name = name
+    else:
+        default_storage.delete(name)
+    return data
 
 
 def annotated_png(detection: Detection, min_confidence: float = 0.0) -> bytes:

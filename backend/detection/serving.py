@@ -3,7 +3,7 @@
 Per request the holder only compares the model's serving generation (a Redis GET, see
 backend.registry.serving) with the one it loaded. When it moved, the production version is read
 from the database, its serving artifacts are fetched and sha256-verified, and the predictor is
-built (ONNX preferred) and smoke-tested beside the old one before the reference is swapped.
+built (ONNX preferred) and warmed up beside the old one before the reference is swapped.
 Requests in flight keep the ServedModel they started with. A version that fails to load leaves
 the old one serving and is marked on its row (load_error) for monitoring.
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +105,7 @@ def load_production(model_name: str):
 
     Runs in the holder's loading thread, which owns its database connection: closed on the way out.
     """
-    from mlops.inference.loader import load_checked_predictor
+    from mlops.inference.loader import load_predictor
 
     try:
         version = production_version(model_name)
@@ -118,7 +120,8 @@ def load_production(model_name: str):
         try:
             files = serving_files(version)
             threads = settings.SERVING_INTRA_OP_THREADS or None
-            predictor = load_checked_predictor(version.model.kind, files, version.metadata, intra_op_threads=threads)
+            predictor = load_predictor(version.model.kind, files, version.metadata, intra_op_threads=threads)
+            warm_up(predictor)
         except Exception as exc:
             detail = f"{exc.code}: {exc.message}" if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"
             raise VersionLoadFailed(f"{info} could not be loaded: {detail}", version=info) from exc
@@ -126,6 +129,19 @@ def load_production(model_name: str):
         connections.close_all()
     logger.info("serving.loaded model=%s version=%s files=%s", model_name, info.label, sorted(files))
     return info, predictor
+
+
+def warm_up(predictor) -> None:
+    """One prediction before the version serves: ONNX Runtime's first run is several times slower.
+
+    The full smoke test already ran when the version was promoted, on files with the same sha256.
+    """
+    from mlops.inference.loader import sample_image
+
+    if predictor.kind == "detection":
+        predictor.predict(sample_image())
+    else:
+        predictor.predict([{feature.name: feature.typical_value() for feature in predictor.features}])
 
 
 def record_load_failure(model_name: str, version, error: BaseException) -> None:
@@ -185,3 +201,31 @@ def served_model(model_name: str, kind: str) -> ServedModel:
             details={"model": model_name, "kind": version.kind},
         )
     return served
+
+
+# -- concurrent predictions -------------------------------------------------------------------------
+# ONNX Runtime keeps the activations of every run that was ever concurrent in its arena, so each
+# extra simultaneous predict of a 640-px detector adds tens of MB to the process for good, and on a
+# few cores concurrent runs only share the same CPUs. Web processes (gunicorn workers) give the
+# parallelism; threads of a process overlap decoding, storage and the database with one predict.
+_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_slots_lock = threading.Lock()
+
+
+def _slot_count() -> int:
+    return int(getattr(settings, "SERVING_CONCURRENT_PREDICTIONS", 1))
+
+
+@contextmanager
+def inference_slot(predictor):
+    """Hold one of the predictor's slots (SERVING_CONCURRENT_PREDICTIONS, default 1; 0: no limit) while predicting."""
+    count = _slot_count()
+    if count <= 0:
+        yield
+        return
+    semaphore = _slots.get(predictor)
+    if semaphore is None:
+        with _slots_lock:
+            semaphore = _slots.setdefault(predictor, threading.BoundedSemaphore(count))
+    with semaphore:
+        yield

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from backend.detection.services import Requester
-from backend.detection.serving import ServingVersion, served_model
+from backend.detection.serving import ServingVersion, inference_slot, served_model
 from backend.scoring.models import TabularPrediction
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ def score_records(
     requester = requester or Requester()
     served = served_model(model_name or settings.DEFAULT_TABULAR_MODEL, "tabular")
     scorer = served.predictor
-    predictions = scorer.predict(records)
+    with inference_slot(scorer):
+        predictions = scorer.predict(records)
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     request_id = uuid.uuid4()
     names = scorer.feature_names

@@ -1,5 +1,4 @@
 import pytest
-from django.core.cache import cache
 
 from backend.detection.tests.support import register_and_promote, train_tiny_detector
 
@@ -8,11 +7,6 @@ from backend.detection.tests.support import register_and_promote, train_tiny_det
 def generous_anon_rate(settings):
     """Tests post many anonymous requests; the throttle has its own test with a tight rate."""
     settings.API_ANON_RATE = "100000/min"
-
-
-@pytest.fixture
-def clear_throttle():
-    cache.delete("throttle_anon_predictions_127.0.0.1")
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
@@ -72,9 +74,12 @@ def test_bus_image_is_detected_logged_and_stored(serve_detector):
     assert detection.features["width"] == 810.0
     with default_storage.open(detection.image.name, "rb") as handle:
         assert handle.read() == bus  # the upload as sent
+    assert not detection.thumbnail  # made on first request, off the prediction path
+    thumb = Image.open(io.BytesIO(client.get(f"{URL}{detection.pk}/thumbnail.jpg").content))
+    assert max(thumb.size) == 320 and thumb.size[0] < thumb.size[1]
+    detection.refresh_from_db()
     with default_storage.open(detection.thumbnail.name, "rb") as handle:
-        thumb = Image.open(handle)
-        assert max(thumb.size) == 320 and thumb.size[0] < thumb.size[1]
+        assert Image.open(handle).size == thumb.size  # and kept for the next time
 
 
 def test_answer_matches_the_predictor_on_the_same_pixels(serve_trained, trained_detector):
@@ -149,8 +154,8 @@ def test_16_bit_image_is_not_washed_out(serve_detector):
     detection = Detection.objects.get(pk=response.json()["id"])
     assert 100 < detection.features["brightness"] < 155  # a ramp, not a white page
     assert detection.features["contrast"] > 50
-    with default_storage.open(detection.thumbnail.name, "rb") as handle:
-        thumb = np.asarray(Image.open(handle).convert("L"), dtype=np.float32)
+    thumbnail = APIClient().get(f"{URL}{detection.pk}/thumbnail.jpg").content
+    thumb = np.asarray(Image.open(io.BytesIO(thumbnail)).convert("L"), dtype=np.float32)
     assert thumb[:, :20].mean() < 40 and thumb[:, -20:].mean() > 215
 
 
@@ -305,18 +310,20 @@ def test_listing_needs_login_and_shows_only_your_own(serve_detector, plain_user,
     assert Detection.objects.get(pk=mine).user == plain_user
 
 
-def test_anonymous_predictions_are_throttled(serve_detector, settings, clear_throttle):
+def test_anonymous_predictions_are_throttled(serve_detector, settings):
     serve_detector(0)
-    settings.API_ANON_RATE = "2/min"
+    settings.API_ANON_RATE = "2/day"  # a daily window: no boundary falls inside the test
     photo = image_bytes(synthetic_photo(32, 32))
-    client = APIClient()
+    address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.7"  # a fresh counter
+    client = APIClient(REMOTE_ADDR=address)
     assert [upload(client, photo).status_code for _ in range(3)] == [201, 201, 429]
-    assert upload(client, photo).json()["error"]["code"] == "throttled"
-    signed_in = APIClient()
-    from django.contrib.auth import get_user_model
-
+    refused = upload(client, photo)
+    assert refused.json()["error"]["code"] == "throttled" and int(refused["Retry-After"]) > 0
+    assert upload(APIClient(REMOTE_ADDR=address + "1"), photo).status_code == 201  # another client
+    signed_in = APIClient(REMOTE_ADDR=address)
     signed_in.force_authenticate(get_user_model().objects.create_user("carol", password="pw-carol-1234"))
     assert upload(signed_in, photo).status_code == 201
+    assert Detection.objects.count() == 4
 
 
 # -- model info ---------------------------------------------------------------------------------------------

@@ -123,6 +123,7 @@ def test_old_images_are_purged_and_rows_stay(serve_detector):
     client = APIClient()
     old = detect(client, image_bytes(synthetic_photo(64, 64, seed=1)))
     recent = detect(client, image_bytes(synthetic_photo(64, 64, seed=2)))
+    assert client.get(f"/api/v1/detections/{old['id']}/thumbnail.jpg").status_code == 200
     Detection.objects.filter(pk=old["id"]).update(created_at=timezone.now() - timedelta(days=31))
     old_files = Detection.objects.filter(pk=old["id"]).values_list("image", "thumbnail").get()
 
@@ -130,7 +131,7 @@ def test_old_images_are_purged_and_rows_stay(serve_detector):
 
     gone = Detection.objects.get(pk=old["id"])
     assert gone.image_deleted_at is not None and not gone.has_image
-    assert not any(default_storage.exists(name) for name in old_files)
+    assert all(old_files) and not any(default_storage.exists(name) for name in old_files)
     assert gone.boxes == old["boxes"] and gone.features  # the row stays for monitoring
     for picture in ("annotated.png", "heatmap.png", "thumbnail.jpg"):
         response = client.get(f"/api/v1/detections/{old['id']}/{picture}")

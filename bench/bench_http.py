@@ -1,0 +1,565 @@
+"""HTTP serving benchmark: our API end to end on a real gunicorn server, against raw ONNX Runtime and Ultralytics.
+
+    python -m bench.bench_http [--arch yolo11n|yolo26n] [--runs 30] [--swap-requests 300] [--swaps 10]
+
+Builds a 640-px detector (untrained weights are fine for timing) and the breast-cancer XGBoost model,
+registers and promotes both through the registry in a temporary VAR_DIR (own Redis, SQLite, MLflow
+store), starts gunicorn with the Procfile's `web` line, and measures in the same run:
+  (a) raw ONNX Runtime session.run on a 1x3x640x640 tensor of the same ONNX file
+  (b) Ultralytics YOLO(.pt).predict of the same weights on the same image at imgsz 640
+  (c) POST /api/v1/detections/ end to end (upload to JSON), one client
+Cases run interleaved round by round, so a busy machine slows each alike. Then: throughput with 4
+concurrent clients against 0.85 x 1000/(a); a run of N requests at 4 clients while versions are
+promoted and rolled back (failed requests, and whether every answer came from a version that was
+in production at some moment during its request); and, on a one-worker server, start to first
+answer and the RSS of the worker with both models loaded. Prints a table, writes JSON to
+bench/results/. Absolute times depend on the machine and its load: compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+DETECTOR = "bench-detector"
+TABULAR = "bench-tabular"
+HEAVY_LIBRARIES = ("libtorch", "torch/lib", "xgboost/lib", "ultralytics", "sklearn", "pandas/_libs")
+TARGETS = {"c_over_a": 1.15, "c_over_b": 0.6, "throughput_share": 0.85, "rss_mb": 250.0, "start_s": 2.0}
+
+
+# -- plumbing -------------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+
+
+def stats(values: list[float]) -> dict:
+    data = np.asarray(values, dtype=np.float64)
+    return {
+        "n": int(data.size),
+        "p50": float(np.percentile(data, 50)),
+        "p95": float(np.percentile(data, 95)),
+        "mean": float(data.mean()),
+        "min": float(data.min()),
+    }
+
+
+def procfile_web_command(bind: str, workers: int, threads: int) -> list[str]:
+    """The Procfile's `web` line with its ${VAR:-default} placeholders filled in."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    values = {"BIND": bind, "WEB_WORKERS": str(workers), "WEB_THREADS": str(threads)}
+    command = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: values.get(m.group(1), m.group(2)), line.removeprefix("web:"))
+    parts = command.split()
+    # The access log on stdout costs a write per request and is not what is measured.
+    if "--access-logfile" in parts:
+        index = parts.index("--access-logfile")
+        del parts[index : index + 2]
+    return parts
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def memory_of(pid: int) -> dict:
+    status = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+            status[key] = int(value.split()[0]) / 1024
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {
+        "rss_mb": status.get("VmRSS"),
+        "peak_rss_mb": status.get("VmHWM"),
+        "anon_mb": status.get("RssAnon"),
+        "file_mb": status.get("RssFile"),
+        "heavy_libraries_mapped": sorted({lib for lib in HEAVY_LIBRARIES if lib in maps}),
+    }
+
+
+class Environment:
+    """A throw-away VAR_DIR with its own Redis, and Django set up in this process against it."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.processes: list[subprocess.Popen] = []
+        var_dir = work / "var"
+        var_dir.mkdir(parents=True)
+        redis_port = free_port()
+        redis = subprocess.Popen(
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--dir", str(work)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.processes.append(redis)
+        wait_for_port(redis_port, redis)
+        for name in ("DATABASE_URL", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ARTIFACT_ROOT"):
+            os.environ.pop(name, None)
+        os.environ.update(
+            {
+                "VAR_DIR": str(var_dir),
+                "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                "DJANGO_SETTINGS_MODULE": "backend.config.settings",
+                "API_ANON_RATE": "1000000/min",
+                "DEFAULT_DETECTION_MODEL": DETECTOR,
+                "DEFAULT_TABULAR_MODEL": TABULAR,
+                "YOLO_CONFIG_DIR": str(var_dir / "ultralytics"),
+                "LOG_LEVEL": "WARNING",
+                "DEBUG": "false",
+            }
+        )
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+
+    def gunicorn(self, workers: int, threads: int) -> tuple[subprocess.Popen, str, float]:
+        port = free_port()
+        command = procfile_web_command(f"127.0.0.1:{port}", workers, threads)
+        log = (self.work / f"gunicorn-{port}.log").open("wb")
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process, f"http://127.0.0.1:{port}", started
+
+    def stop(self, process: subprocess.Popen) -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                self.stop(process)
+
+
+# -- models -------------------------------------------------------------------------------------------------
+def register_models(work: Path, arch: str, images: list[Path]) -> dict:
+    """Two detector versions (for promote/rollback) and one tabular version; version 1 of each promoted."""
+    from ultralytics import YOLO
+
+    from backend.registry.services import promote_version, register_from_files
+    from bench.bench_inference import build_detector
+    from tests.models import build_tabular
+
+    weights, onnx_path = build_detector(arch, 640, work, end2end=False, images=images)
+    names = YOLO(str(weights)).names
+    metadata = {"class_names": [names[i] for i in sorted(names)], "imgsz": 640, "architecture": arch, "task": "detect"}
+    files = {"weights": weights, "onnx": onnx_path}
+    detectors = [register_from_files(DETECTOR, "detection", files, metadata=metadata) for _ in range(2)]
+    tabular_files = build_tabular(work / "tabular", seed=1, rounds=100)
+    tabular = register_from_files(TABULAR, "tabular", tabular_files.files(), metadata=tabular_files.metadata)
+    promote_version(detectors[0], reason="bench")
+    promote_version(tabular, reason="bench")
+    record = {f["name"]: f["mean"] for f in tabular_files.feature_schema}
+    return {"weights": weights, "onnx": onnx_path, "detectors": detectors, "record": record}
+
+
+# -- HTTP cases ---------------------------------------------------------------------------------------------
+def post_image(session, base: str, jpeg: bytes, timeout: float = 120):
+    return session.post(
+        f"{base}/api/v1/detections/", files={"image": ("bus.jpg", jpeg, "image/jpeg")}, data={"conf": "0.25"},
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def wait_for_answer(base: str, jpeg: bytes, process: subprocess.Popen, timeout: float = 120) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}")
+        try:
+            response = post_image(requests, base, jpeg, timeout=30)
+        except requests.ConnectionError:
+            time.sleep(0.02)
+            continue
+        if response.status_code == 201:
+            return
+        raise RuntimeError(f"first request failed: {response.status_code} {response.text[:500]}")
+    raise RuntimeError("the server did not answer in time")
+
+
+def wait_for_page(url: str, process: subprocess.Popen, timeout: float = 120) -> float:
+    """perf_counter() when `url` first answered 200."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}")
+        try:
+            if requests.get(url, timeout=30).status_code == 200:
+                return time.perf_counter()
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} did not answer in time")
+
+
+def start_and_memory(env: Environment, jpeg: bytes, record: dict) -> dict:
+    """A one-worker server: start to first detection answer, then the worker's RSS with both models loaded."""
+    import requests
+
+    process, base, started = env.gunicorn(workers=1, threads=4)
+    try:
+        wait_for_answer(base, jpeg, process)
+        first_answer_s = time.perf_counter() - started
+        # Where the start-up went: the first answer of a cheap page (app imported), in a second server.
+        env.stop(process)
+        process, base, started = env.gunicorn(workers=1, threads=4)
+        app_ready_s = wait_for_page(f"{base}/api/v1/models/{DETECTOR}/info/", process) - started
+        wait_for_answer(base, jpeg, process)
+        model_first_answer_s = time.perf_counter() - started - app_ready_s
+        scored = requests.post(f"{base}/api/v1/tabular/predictions/", json={"records": [record]}, timeout=60)
+        scored.raise_for_status()
+        for _ in range(5):
+            post_image(requests, base, jpeg).raise_for_status()
+        workers = children_of(process.pid)
+        memory = memory_of(workers[0])
+    finally:
+        env.stop(process)
+    return {
+        "start_to_first_answer_s": first_answer_s,
+        "app_ready_s": app_ready_s,
+        "then_first_detection_s": model_first_answer_s,
+        **memory,
+    }
+
+
+def latency_cases(base: str, jpeg: bytes, onnx_path: Path, weights: Path, image_path: Path, runs: int) -> dict:
+    import onnxruntime as ort
+    import requests
+    from PIL import Image
+    from ultralytics import YOLO
+
+    from mlops.inference.detector import OnnxDetector
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads must not steal (c)'s CPU
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    tensor, _ = OnnxDetector(onnx_path).preprocess(np.asarray(Image.open(image_path).convert("RGB")))
+    tensor = np.ascontiguousarray(tensor.copy())
+    assert tensor.shape == (1, 3, 640, 640)
+    ultralytics = YOLO(str(weights), task="detect")
+    http = requests.Session()
+    server_ms: list[float] = []
+    inference_ms: list[float] = []
+
+    def ours() -> None:
+        response = post_image(http, base, jpeg)
+        response.raise_for_status()
+        body = response.json()
+        server_ms.append(body["latency_ms"])
+        inference_ms.append(body["inference_ms"])
+
+    cases = {
+        "a_session_run": lambda: session.run(None, {input_name: tensor}),
+        "b_ultralytics_pt": lambda: ultralytics.predict(str(image_path), imgsz=640, conf=0.25, verbose=False),
+        "c_http_api": ours,
+    }
+    for case in cases.values():
+        for _ in range(3):
+            case()
+    server_ms.clear()
+    inference_ms.clear()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(runs):
+        for name, case in cases.items():
+            time.sleep(0.01)
+            started = time.perf_counter()
+            case()
+            times[name].append((time.perf_counter() - started) * 1000)
+    return {
+        "latency_ms": {name: stats(values) for name, values in times.items()},
+        "c_server_side_ms": stats(server_ms),
+        "c_inference_ms": stats(inference_ms),
+    }
+
+
+def throughput(base: str, jpeg: bytes, clients: int, requests_total: int) -> dict:
+    import requests
+
+    sessions = [requests.Session() for _ in range(clients)]
+    counter = iter(range(requests_total))
+    lock = threading.Lock()
+    failures = []
+
+    def client(index: int) -> None:
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    return
+            response = post_image(sessions[index], base, jpeg)
+            if response.status_code != 201:
+                failures.append(response.status_code)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    elapsed = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "requests": requests_total,
+        "seconds": elapsed,
+        "images_per_s": requests_total / elapsed,
+        "failed": len(failures),
+    }
+
+
+def hot_swap_run(base: str, jpeg: bytes, models: dict, *, requests_total: int, cycles: int, clients: int) -> dict:
+    """N requests at `clients` concurrency while promote / rollback alternate `cycles` times each."""
+    import requests
+
+    from backend.registry.models import RegisteredModel
+    from backend.registry.services import promote_version, rollback_model
+
+    first, second = models["detectors"]
+    model = RegisteredModel.objects.get(name=DETECTOR)
+    results: list[tuple[float, float, int, int | None, str]] = []
+    changes: list[tuple[float, float, int]] = []
+    counter = iter(range(requests_total))
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def client() -> None:
+        session = requests.Session()
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    return
+            started = time.monotonic()
+            try:
+                response = post_image(session, base, jpeg)
+                status = response.status_code
+                version = response.json()["model"]["version"] if status == 201 else None
+                detail = "" if status == 201 else response.text[:300]
+            except requests.RequestException as exc:
+                status, version, detail = -1, None, repr(exc)
+            results.append((started, time.monotonic(), status, version, detail))
+
+    def promoter(pause: float) -> None:
+        for _ in range(cycles):
+            for action in ("promote", "rollback"):
+                time.sleep(pause)
+                started = time.monotonic()
+                if action == "promote":
+                    second.refresh_from_db()
+                    deployment = promote_version(second, reason="bench")
+                else:
+                    deployment = rollback_model(model, reason="bench")
+                changes.append((started, time.monotonic(), deployment.to_version.version))
+        done.set()
+
+    started = time.perf_counter()
+    # Pace the changes so that all of them land while requests are still being answered.
+    estimate = requests_total / max(1.0, clients * 1.0) * 0.15
+    swapper = threading.Thread(target=promoter, args=(max(0.3, estimate / (2 * cycles + 2)),))
+    swapper.start()
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(clients):
+            pool.submit(client)
+    swapper.join()
+    elapsed = time.perf_counter() - started
+    end = time.monotonic()
+
+    windows: dict[int, list[tuple[float, float]]] = {}
+    current, since = first.version, float("-inf")
+    for change_started, change_finished, version in changes:
+        windows.setdefault(current, []).append((since, change_finished))
+        current, since = version, change_started
+    windows.setdefault(current, []).append((since, end))
+    answered = [r for r in results if r[2] == 201]
+    outside = [r for r in answered if not any(lo <= r[1] and r[0] <= hi for lo, hi in windows.get(r[3], []))]
+    last_request = max(r[0] for r in results)
+    return {
+        "requests": len(results),
+        "clients": clients,
+        "changes": len(changes),
+        "changes_before_last_request": sum(1 for c in changes if c[1] <= last_request),
+        "failed": len(results) - len(answered),
+        "failures": [r[4] for r in results if r[2] != 201][:5],
+        "versions_seen": sorted({r[3] for r in answered}),
+        "answers_by_version": {str(v): sum(1 for r in answered if r[3] == v) for v in sorted({r[3] for r in answered})},
+        "answers_outside_production": len(outside),
+        "every_answer_from_production": not outside,
+        "seconds": elapsed,
+    }
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> dict:
+    import importlib.util
+
+    work = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    env = Environment(work)
+    try:
+        assets = Path(importlib.util.find_spec("ultralytics").origin).parent / "assets"
+        image_path = assets / "bus.jpg"
+        jpeg = image_path.read_bytes()
+        models = register_models(work, args.arch, [image_path, assets / "zidane.jpg"])
+        load_before = os.getloadavg()
+        startup = start_and_memory(env, jpeg, models["record"])
+        process, base, _ = env.gunicorn(workers=args.workers, threads=args.threads)
+        wait_for_answer(base, jpeg, process)
+        latency = latency_cases(base, jpeg, models["onnx"], models["weights"], image_path, args.runs)
+        concurrent = throughput(base, jpeg, clients=4, requests_total=args.throughput_requests)
+        swap = hot_swap_run(base, jpeg, models, requests_total=args.swap_requests, cycles=args.swaps, clients=4)
+        env.stop(process)
+        load_after = os.getloadavg()
+    finally:
+        env.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+    cases = latency["latency_ms"]
+    a, b, c = (cases[k]["p50"] for k in ("a_session_run", "b_ultralytics_pt", "c_http_api"))
+    raw_rate = 1000.0 / a
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            "python": sys.version.split()[0],
+        },
+        "server": {"command": "Procfile web", "workers": args.workers, "threads": args.threads},
+        "model": {"arch": args.arch, "imgsz": 640, "image": str(image_path), "image_bytes": len(jpeg)},
+        **latency,
+        "ratios_p50": {"c_over_a": c / a, "c_over_b": c / b},
+        "throughput": {
+            **concurrent,
+            "raw_images_per_s": raw_rate,
+            "share_of_raw": concurrent["images_per_s"] / raw_rate,
+        },
+        "hot_swap": swap,
+        "serving_process": startup,
+        "targets": TARGETS,
+    }
+    report["met"] = {
+        "c_over_a": report["ratios_p50"]["c_over_a"] <= TARGETS["c_over_a"],
+        "c_over_b": report["ratios_p50"]["c_over_b"] <= TARGETS["c_over_b"],
+        "throughput": report["throughput"]["share_of_raw"] >= TARGETS["throughput_share"],
+        "hot_swap_no_failures": swap["failed"] == 0,
+        "hot_swap_versions": swap["every_answer_from_production"],
+        "rss": startup["rss_mb"] < TARGETS["rss_mb"],
+        "start": startup["start_to_first_answer_s"] < TARGETS["start_s"],
+    }
+    return report
+
+
+def print_report(report: dict) -> None:
+    machine, cases = report["machine"], report["latency_ms"]
+    print(
+        f"\nHTTP serving bench  {report['when']}  cpus={machine['cpus']}  load avg "
+        f"{machine['load_average_before'][0]:.2f} -> {machine['load_average_after'][0]:.2f}  "
+        f"gunicorn {report['server']['workers']} workers x {report['server']['threads']} threads"
+    )
+    print(f"model {report['model']['arch']} at 640, image bus.jpg ({report['model']['image_bytes']} bytes)\n")
+    print(f"{'case':<46}{'p50 ms':>10}{'p95 ms':>10}")
+    labels = {
+        "a_session_run": "(a) raw ONNX Runtime session.run 1x3x640x640",
+        "b_ultralytics_pt": "(b) Ultralytics YOLO(.pt).predict imgsz 640",
+        "c_http_api": "(c) POST /api/v1/detections/ end to end",
+    }
+    for key, label in labels.items():
+        print(f"{label:<46}{cases[key]['p50']:>10.1f}{cases[key]['p95']:>10.1f}")
+    print(
+        f"    of which server-side latency_ms p50 {report['c_server_side_ms']['p50']:.1f}, "
+        f"model predict p50 {report['c_inference_ms']['p50']:.1f}"
+    )
+    met = report["met"]
+    mark = {True: "ok", False: "MISSED"}
+    ratios = report["ratios_p50"]
+    print(f"\nc/a p50 {ratios['c_over_a']:.3f}  (target <= {TARGETS['c_over_a']})  {mark[met['c_over_a']]}")
+    print(f"c/b p50 {ratios['c_over_b']:.3f}  (target <= {TARGETS['c_over_b']})  {mark[met['c_over_b']]}")
+    t = report["throughput"]
+    print(
+        f"throughput, {t['clients']} clients: {t['images_per_s']:.2f} images/s vs 1000/a = {t['raw_images_per_s']:.2f}"
+        f" -> {t['share_of_raw']:.2f} (target >= {TARGETS['throughput_share']})  {mark[met['throughput']]}"
+    )
+    s = report["hot_swap"]
+    print(
+        f"hot swap: {s['requests']} requests at {s['clients']} clients, {s['changes']} promotions/rollbacks "
+        f"({s['changes_before_last_request']} before the last request): failed {s['failed']} "
+        f"{mark[met['hot_swap_no_failures']]}; answers outside production {s['answers_outside_production']} "
+        f"{mark[met['hot_swap_versions']]}; answers by version {s['answers_by_version']}"
+    )
+    p = report["serving_process"]
+    print(
+        f"serving process (1 worker, both models loaded): RSS {p['rss_mb']:.0f} MB (peak {p['peak_rss_mb']:.0f}, "
+        f"anon {p['anon_mb']:.0f}) {mark[met['rss']]}; start to first answer {p['start_to_first_answer_s']:.2f} s "
+        f"{mark[met['start']]} (app imported {p['app_ready_s']:.2f} s, then model load + first detection "
+        f"{p['then_first_detection_s']:.2f} s); heavy libraries mapped: {p['heavy_libraries_mapped'] or 'none'}"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_http", description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="yolo11n", choices=["yolo11n", "yolo26n"])
+    parser.add_argument("--runs", type=int, default=30, help="rounds of (a), (b), (c)")
+    parser.add_argument("--throughput-requests", type=int, default=60)
+    parser.add_argument("--swap-requests", type=int, default=300)
+    parser.add_argument("--swaps", type=int, default=10, help="promote + rollback cycles during the swap run")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (Procfile default 2)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (Procfile default 4)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    report = run(args)
+    print_report(report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"http-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nresults written to {out.relative_to(ROOT)}")
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
