@@ -54,3 +54,37 @@ def test_history_shows_this_browser_s_detections_with_feedback_controls(serve_de
     assert 'data-verdict="correct"' in html and 'data-verdict="wrong"' in html
     assert "holiday.png" not in other.get("/history/").content.decode()
     assert 'id="history-empty"' in other.get("/history/").content.decode()
+
+
+def test_admin_lists_the_prediction_logs(serve_detector, model_files, unique_name, admin_user):
+    from backend.detection.tests.support import register_and_promote
+    from backend.scoring.models import TabularPrediction
+
+    serve_detector(0)
+    tabular = model_files["tabular"][0]
+    register_and_promote(f"{unique_name}-tab", "tabular", tabular)
+    client = Client()
+    client.force_login(admin_user)
+    answer = client.post("/api/v1/detections/", {"image": SimpleUploadedFile("a.png", image_bytes(synthetic_photo()))})
+    detection_id = answer.json()["id"]
+    client.post(f"/api/v1/detections/{detection_id}/feedback/", {"verdict": "correct"}, content_type="application/json")
+    client.post(
+        "/api/v1/tabular/predictions/",
+        {"records": [{f["name"]: f["mean"] for f in tabular.feature_schema}], "model": f"{unique_name}-tab"},
+        content_type="application/json",
+    )
+    assert TabularPrediction.objects.count() == 1
+
+    for url in (
+        "/admin/detection/detection/",
+        f"/admin/detection/detection/{detection_id}/change/",
+        "/admin/detection/feedback/",
+        "/admin/detection/batch/",
+        "/admin/scoring/tabularprediction/",
+        f"/admin/scoring/tabularprediction/{TabularPrediction.objects.get().pk}/change/",
+    ):
+        page = client.get(url)
+        assert page.status_code == 200, url
+    listing = client.get("/admin/detection/detection/").content.decode()
+    assert f"/api/v1/detections/{detection_id}/thumbnail.jpg" in listing
+    assert client.get("/admin/detection/detection/add/").status_code == 403
