@@ -9,7 +9,8 @@ store), starts gunicorn with the Procfile's `web` line, and measures in the same
   (b) Ultralytics YOLO(.pt).predict of the same weights on the same image at imgsz 640
   (c) POST /api/v1/detections/ end to end (upload to JSON), one client
 Cases run interleaved round by round, so a busy machine slows each alike. Then: throughput with 4
-concurrent clients against 0.85 x 1000/(a); a run of N requests at 4 clients while versions are
+concurrent clients against 0.85 x 1000/(a) (windows of back-to-back (a) alternating with the
+HTTP windows); a run of N requests at 4 clients while versions are
 promoted and rolled back (failed requests, and whether every answer came from a version that was
 in production at some moment during its request); and, on a one-worker server, start to first
 answer and the RSS of the worker with both models loaded. Prints a table, writes JSON to
@@ -271,11 +272,10 @@ def start_and_memory(env: Environment, jpeg: bytes, record: dict) -> dict:
     }
 
 
-def latency_cases(base: str, jpeg: bytes, onnx_path: Path, weights: Path, image_path: Path, runs: int) -> dict:
+def raw_session_run(onnx_path: Path, image_path: Path):
+    """Case (a): a callable running ONNX Runtime on the image's 1x3x640x640 tensor, nothing else."""
     import onnxruntime as ort
-    import requests
     from PIL import Image
-    from ultralytics import YOLO
 
     from mlops.inference.detector import OnnxDetector
 
@@ -286,6 +286,13 @@ def latency_cases(base: str, jpeg: bytes, onnx_path: Path, weights: Path, image_
     tensor, _ = OnnxDetector(onnx_path).preprocess(np.asarray(Image.open(image_path).convert("RGB")))
     tensor = np.ascontiguousarray(tensor.copy())
     assert tensor.shape == (1, 3, 640, 640)
+    return lambda: session.run(None, {input_name: tensor})
+
+
+def latency_cases(base: str, jpeg: bytes, raw_run, weights: Path, image_path: Path, runs: int) -> dict:
+    import requests
+    from ultralytics import YOLO
+
     ultralytics = YOLO(str(weights), task="detect")
     http = requests.Session()
     server_ms: list[float] = []
@@ -299,7 +306,7 @@ def latency_cases(base: str, jpeg: bytes, onnx_path: Path, weights: Path, image_
         inference_ms.append(body["inference_ms"])
 
     cases = {
-        "a_session_run": lambda: session.run(None, {input_name: tensor}),
+        "a_session_run": raw_run,
         "b_ultralytics_pt": lambda: ultralytics.predict(str(image_path), imgsz=640, conf=0.25, verbose=False),
         "c_http_api": ours,
     }
@@ -322,32 +329,50 @@ def latency_cases(base: str, jpeg: bytes, onnx_path: Path, weights: Path, image_
     }
 
 
-def throughput(base: str, jpeg: bytes, clients: int, requests_total: int) -> dict:
+def throughput(base: str, jpeg: bytes, raw_run, *, clients: int, rounds: int, per_round: int) -> dict:
+    """Images/s of the API at `clients` concurrency against back-to-back raw session.run (1000/a).
+
+    Windows of each alternate, so that load from other processes on the machine hits both alike.
+    """
     import requests
 
     sessions = [requests.Session() for _ in range(clients)]
-    counter = iter(range(requests_total))
+    failures: list[int] = []
     lock = threading.Lock()
-    failures = []
 
-    def client(index: int) -> None:
-        while True:
-            with lock:
-                if next(counter, None) is None:
-                    return
-            response = post_image(sessions[index], base, jpeg)
-            if response.status_code != 201:
-                failures.append(response.status_code)
+    def http_window() -> float:
+        counter = iter(range(per_round))
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(client, range(clients)))
-    elapsed = time.perf_counter() - started
+        def client(index: int) -> None:
+            while True:
+                with lock:
+                    if next(counter, None) is None:
+                        return
+                response = post_image(sessions[index], base, jpeg)
+                if response.status_code != 201:
+                    failures.append(response.status_code)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, range(clients)))
+        return time.perf_counter() - started
+
+    raw_count = max(4, per_round // 3)
+    raw_seconds = http_seconds = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(raw_count):
+            raw_run()
+        raw_seconds += time.perf_counter() - started
+        http_seconds += http_window()
+    raw_rate = rounds * raw_count / raw_seconds
+    http_rate = rounds * per_round / http_seconds
     return {
         "clients": clients,
-        "requests": requests_total,
-        "seconds": elapsed,
-        "images_per_s": requests_total / elapsed,
+        "requests": rounds * per_round,
+        "images_per_s": http_rate,
+        "raw_images_per_s": raw_rate,
+        "share_of_raw": http_rate / raw_rate,
         "failed": len(failures),
     }
 
@@ -447,8 +472,9 @@ def run(args: argparse.Namespace) -> dict:
         startup = start_and_memory(env, jpeg, models["record"])
         process, base, _ = env.gunicorn(workers=args.workers, threads=args.threads)
         wait_for_answer(base, jpeg, process)
-        latency = latency_cases(base, jpeg, models["onnx"], models["weights"], image_path, args.runs)
-        concurrent = throughput(base, jpeg, clients=4, requests_total=args.throughput_requests)
+        raw_run = raw_session_run(models["onnx"], image_path)
+        latency = latency_cases(base, jpeg, raw_run, models["weights"], image_path, args.runs)
+        concurrent = throughput(base, jpeg, raw_run, clients=4, rounds=3, per_round=args.throughput_requests // 3)
         swap = hot_swap_run(base, jpeg, models, requests_total=args.swap_requests, cycles=args.swaps, clients=4)
         env.stop(process)
         load_after = os.getloadavg()
@@ -458,7 +484,6 @@ def run(args: argparse.Namespace) -> dict:
 
     cases = latency["latency_ms"]
     a, b, c = (cases[k]["p50"] for k in ("a_session_run", "b_ultralytics_pt", "c_http_api"))
-    raw_rate = 1000.0 / a
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -471,11 +496,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": {"arch": args.arch, "imgsz": 640, "image": str(image_path), "image_bytes": len(jpeg)},
         **latency,
         "ratios_p50": {"c_over_a": c / a, "c_over_b": c / b},
-        "throughput": {
-            **concurrent,
-            "raw_images_per_s": raw_rate,
-            "share_of_raw": concurrent["images_per_s"] / raw_rate,
-        },
+        "throughput": {**concurrent, "images_per_s_at_1000_over_a_p50": 1000.0 / a},
         "hot_swap": swap,
         "serving_process": startup,
         "targets": TARGETS,
@@ -519,8 +540,9 @@ def print_report(report: dict) -> None:
     print(f"c/b p50 {ratios['c_over_b']:.3f}  (target <= {TARGETS['c_over_b']})  {mark[met['c_over_b']]}")
     t = report["throughput"]
     print(
-        f"throughput, {t['clients']} clients: {t['images_per_s']:.2f} images/s vs 1000/a = {t['raw_images_per_s']:.2f}"
-        f" -> {t['share_of_raw']:.2f} (target >= {TARGETS['throughput_share']})  {mark[met['throughput']]}"
+        f"throughput, {t['clients']} clients: {t['images_per_s']:.2f} images/s vs back-to-back (a) "
+        f"{t['raw_images_per_s']:.2f} (1000/a p50 = {t['images_per_s_at_1000_over_a_p50']:.2f}) -> "
+        f"{t['share_of_raw']:.2f} (target >= {TARGETS['throughput_share']})  {mark[met['throughput']]}"
     )
     s = report["hot_swap"]
     print(
@@ -542,7 +564,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_http", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="yolo11n", choices=["yolo11n", "yolo26n"])
     parser.add_argument("--runs", type=int, default=30, help="rounds of (a), (b), (c)")
-    parser.add_argument("--throughput-requests", type=int, default=60)
+    parser.add_argument("--throughput-requests", type=int, default=60, help="in 3 windows between raw (a) windows")
     parser.add_argument("--swap-requests", type=int, default=300)
     parser.add_argument("--swaps", type=int, default=10, help="promote + rollback cycles during the swap run")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (Procfile default 2)")

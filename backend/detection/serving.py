@@ -204,21 +204,22 @@ def served_model(model_name: str, kind: str) -> ServedModel:
 
 
 # -- concurrent predictions -------------------------------------------------------------------------
-# ONNX Runtime keeps the activations of every run that was ever concurrent in its arena, so each
-# extra simultaneous predict of a 640-px detector adds tens of MB to the process for good, and on a
-# few cores concurrent runs only share the same CPUs. Web processes (gunicorn workers) give the
-# parallelism; threads of a process overlap decoding, storage and the database with one predict.
+# ONNX Runtime keeps the activations of every run that was ever concurrent in its arena, so each extra
+# simultaneous predict of a 640-px detector adds tens of MB to the process for good. Concurrent runs
+# also overlap better on few cores (bench_http: ~0.9 of raw throughput with them, ~0.8 with one at a
+# time). SERVING_CONCURRENT_PREDICTIONS caps them per model and process: 0 (the default) leaves it to
+# the web server's threads, 1 bounds a process's memory at one run's activations.
 _slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _slots_lock = threading.Lock()
 
 
 def _slot_count() -> int:
-    return int(getattr(settings, "SERVING_CONCURRENT_PREDICTIONS", 1))
+    return int(getattr(settings, "SERVING_CONCURRENT_PREDICTIONS", 0))
 
 
 @contextmanager
 def inference_slot(predictor):
-    """Hold one of the predictor's slots (SERVING_CONCURRENT_PREDICTIONS, default 1; 0: no limit) while predicting."""
+    """Hold one of the predictor's slots (SERVING_CONCURRENT_PREDICTIONS; 0: no limit) while predicting."""
     count = _slot_count()
     if count <= 0:
         yield

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from django.db import connection
@@ -191,3 +192,34 @@ def _database_url() -> str:
     if connection.vendor == "sqlite":
         return f"sqlite:///{settings_dict['NAME']}"
     return f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
+
+
+@pytest.mark.parametrize(("slots", "expected"), [(1, 1), (2, 2), (0, 4)])
+def test_concurrent_predictions_per_model_follow_the_setting(settings, model_files, slots, expected):
+    from backend.detection.serving import inference_slot
+    from mlops.inference.loader import load_predictor
+
+    settings.SERVING_CONCURRENT_PREDICTIONS = slots
+    files = model_files["detectors"][0]
+    predictor = load_predictor("detection", files.files(), files.metadata)
+    inside, peak, lock = 0, 0, threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def request() -> None:
+        nonlocal inside, peak
+        barrier.wait()
+        with inference_slot(predictor):
+            with lock:
+                inside += 1
+                peak = max(peak, inside)
+            predictor.predict(np.zeros((64, 64, 3), np.uint8))
+            time.sleep(0.2)
+            with lock:
+                inside -= 1
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == expected
