@@ -1,10 +1,11 @@
 """Training benchmark: our train_detector against calling Ultralytics directly, in one run.
 
-    python -m bench.bench_training [--epochs 15] [--count 96] [--imgsz 160] [--model yolo11n.yaml]
+    python -m bench.bench_training [--epochs 10] [--count N] [--imgsz N] [--model yolo11n.yaml]
                                    [--repeats 1]
 
-Both train the same architecture on the same synthetic shapes set (prepared once) with the same
-Ultralytics arguments (params.yaml's train_detector section with the overrides above):
+Both train the same architecture on the same synthetic shapes set (params.yaml's default set,
+prepared once) with the same Ultralytics arguments (params.yaml's train_detector section with the
+overrides above):
   (u)  YOLO(yaml).train(data=..., **args): Ultralytics alone (its MLflow callback included, as a
        user calling it gets by default)
   (o)  mlops.training.yolo.train_detector(...): the same training plus ONNX export, test-split
@@ -34,9 +35,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_training", description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--count", type=int, default=96, help="synthetic images (before the split)")
-    parser.add_argument("--imgsz", type=int, default=160)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--count", type=int, default=None, help="synthetic images (default: params.yaml)")
+    parser.add_argument("--imgsz", type=int, default=None, help="image and training size (default: params.yaml)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--model", default=None, help="architecture yaml (default: params.yaml)")
     parser.add_argument("--repeats", type=int, default=1)
@@ -67,13 +68,14 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
 
     defaults = load_params_file()
     shapes = dict(defaults.get("data", {}).get("detection", {}).get("options") or {})
-    shapes.update({"count": args.count, "imgsz": args.imgsz, "seed": args.seed})
+    imgsz = args.imgsz or int((defaults.get("train_detector") or {}).get("imgsz") or 160)
+    shapes.update({"imgsz": imgsz, "seed": args.seed, **({"count": args.count} if args.count else {})})
     prepared = prepare_dataset(
         generate_shapes(scratch / "raw", ShapesSpec.from_mapping(shapes)),
         scratch / "prepared",
         SplitSpec.from_mapping(defaults.get("prepare")),
     )
-    overrides = {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "seed": args.seed}
+    overrides = {"epochs": args.epochs, "imgsz": imgsz, "batch": args.batch, "seed": args.seed}
     if args.model:
         overrides["model"] = args.model
     params = DetectorParams.resolve(overrides)
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
     (scratch / "var").mkdir()
     config.apply_process_env()
 
-    print(f"data: {prepared.counts} images at {args.imgsz}px, {params.model}, {args.epochs} epochs, batch {args.batch}")
+    print(f"data: {prepared.counts} images at {imgsz}px, {params.model}, {args.epochs} epochs, batch {args.batch}")
     warm = DetectorParams.resolve({**overrides, "epochs": 1, "imgsz": 64, "plots": False})
     _ultralytics(warm, prepared.data_yaml, scratch / "warmup")
     train_detector(config, warm, prepared.path, model_name="bench-warmup")
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
         "bench": "training",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "data": {"counts": prepared.counts, "imgsz": args.imgsz},
+        "data": {"counts": prepared.counts, "imgsz": imgsz},
         "params": params.to_dict(),
         "rounds": rounds,
         "ratio_median": ratio,

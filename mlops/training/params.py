@@ -74,7 +74,7 @@ class DetectorParams(_Params):
 
     model: str = "yolo26n.yaml"  # architecture yaml (from scratch) or a .pt checkpoint path
     weights: str = ""  # pretrained weights: a local path, or a name Ultralytics can download
-    epochs: int = 20
+    epochs: int = 30
     imgsz: int = 160
     batch: int = 16
     patience: int = 10
