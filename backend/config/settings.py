@@ -101,7 +101,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so a Celery worker started by the tests sees the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
+# Reuse connections for a minute: opening one per request costs more than the query.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (serving generation, locks) ------------------------------------------------------
@@ -255,6 +257,9 @@ DEFAULT_DETECTION_MODEL = env.str("DEFAULT_DETECTION_MODEL", default="shapes-det
 DEFAULT_TABULAR_MODEL = env.str("DEFAULT_TABULAR_MODEL", default="breast-cancer")
 # ONNX Runtime threads per session (0: let ONNX Runtime decide).
 SERVING_INTRA_OP_THREADS = env.int("SERVING_INTRA_OP_THREADS", default=0)
+# Concurrent predictions per model and process (0: no cap). 1 bounds memory (each concurrent
+# ONNX Runtime run holds its own buffers) at some cost in throughput.
+SERVING_CONCURRENT_PREDICTIONS = env.int("SERVING_CONCURRENT_PREDICTIONS", default=0)
 # Stored upload images older than this are deleted (the prediction rows stay).
 PREDICTION_IMAGE_RETENTION_DAYS = env.int("PREDICTION_IMAGE_RETENTION_DAYS", default=30)
 # Anonymous callers of the prediction endpoints are throttled to this rate.

@@ -72,14 +72,7 @@ def check_upload_size(size: int | None) -> None:
 
 def decode_upload(data: bytes) -> Image.Image:
     config = mlops_config()
-    try:
-        return decode_image(data, max_pixels=config.max_image_pixels, max_side=config.max_image_side)
-    except ImportError as exc:
-        # Importing Ultralytics (a worker that also trains) patches PIL.Image.open to fetch a HEIF
-        # plugin on unidentified files; offline that import fails, and it means "not an image we read".
-        raise InvalidInput(
-            "The file is not an image we can read.", code="invalid_image", details={"problem": "unreadable"}
-        ) from exc
+    return decode_image(data, max_pixels=config.max_image_pixels, max_side=config.max_image_side)
 
 
 def _storage_name(detection_id: uuid.UUID, filename: str, data: bytes) -> str:

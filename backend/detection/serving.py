@@ -214,7 +214,7 @@ _slots_lock = threading.Lock()
 
 
 def _slot_count() -> int:
-    return int(getattr(settings, "SERVING_CONCURRENT_PREDICTIONS", 0))
+    return settings.SERVING_CONCURRENT_PREDICTIONS
 
 
 @contextmanager

@@ -34,7 +34,13 @@ def serving_generation(model_name: str) -> int:
         return generation_from_database(model_name)
     if value is None:
         value = generation_from_database(model_name)
-        set_serving_generation(model_name, value)
+        try:
+            # add, not set: a promotion that committed meanwhile has already stored a newer value,
+            # which this (possibly stale) read must not overwrite.
+            if not cache.add(_key(model_name), int(value), timeout=None):
+                value = cache.get(_key(model_name), value)
+        except Exception:  # noqa: BLE001  (the database value stands when the cache is down)
+            logger.warning("serving.generation_not_cached model=%s", model_name)
     return int(value)
 
 

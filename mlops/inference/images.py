@@ -41,7 +41,9 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> Image.Image:
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
             raise InputTooLarge(str(exc), code="image_too_large", details={"problem": "decompression_bomb"}) from exc
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
+            # ImportError: once Ultralytics is imported in the process (a worker that also trains),
+            # its patched Image.open tries a HEIF plugin on unidentified bytes, absent offline.
             raise InvalidInput(
                 "The file is not an image we can read.", code="invalid_image", details={"problem": "unreadable"}
             ) from exc
