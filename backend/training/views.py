@@ -92,7 +92,8 @@ class CancelTrainingJob(APIView):
 def job_list(request):
     jobs = list(TrainingJob.objects.select_related("model_version__model", "requested_by")[:200])
     any_active = any(job.is_active for job in jobs)
-    return render(request, "training/job_list.html", {"jobs": jobs, "any_active": any_active, "title": "Training jobs"})
+    context = {"jobs": jobs, "any_active": any_active, "title": "Training jobs", "nav": "training"}
+    return render(request, "training/job_list.html", context)
 
 
 @staff_member_required
@@ -104,5 +105,6 @@ def job_detail(request, pk: int):
         "params_json": json.dumps(job.params, sort_keys=True),
         "step_unit": job.step_unit,
         "title": f"Training job #{job.pk}",
+        "nav": "training",
     }
     return render(request, "training/job_detail.html", context)
