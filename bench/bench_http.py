@@ -160,7 +160,10 @@ class Environment:
         command = procfile_web_command(f"127.0.0.1:{port}", workers, threads)
         log = (self.work / f"gunicorn-{port}.log").open("wb")
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+        # The Procfile line names gunicorn; find it beside this interpreter (the project's virtualenv).
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {**os.environ, "PATH": path}
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process, f"http://127.0.0.1:{port}", started
 

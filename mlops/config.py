@@ -68,6 +68,7 @@ class MlopsConfig:
         never unpickle. Called by every entry point that trains or registers.
         """
         os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         os.environ.setdefault("YOLO_CONFIG_DIR", str(self.ultralytics_dir))
         os.environ.setdefault("YOLO_AUTOINSTALL", "false")
         os.environ.setdefault("YOLO_OFFLINE", "true")

@@ -21,6 +21,8 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 # MLflow must never unpickle: every process that imports settings inherits this.
 os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
+# Progress bars of artifact transfers only clutter worker logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _secret_key() -> str:
@@ -274,4 +276,4 @@ TRAINING_RUNS_DIR = Path(env.str("TRAINING_RUNS_DIR", default=str(VAR_DIR / "run
 TRAINING_STALE_AFTER_SECONDS = env.int("TRAINING_STALE_AFTER_SECONDS", default=900)
 # `make run` trains these when the registry is empty, and promotes them once trained.
 BOOTSTRAP_DETECTOR_EPOCHS = env.int("BOOTSTRAP_DETECTOR_EPOCHS", default=30)
-BOOTSTRAP_DETECTOR_IMGSZ = env.int("BOOTSTRAP_DETECTOR_IMGSZ", default=320)
+BOOTSTRAP_DETECTOR_IMGSZ = env.int("BOOTSTRAP_DETECTOR_IMGSZ", default=160)
