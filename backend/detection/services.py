@@ -7,6 +7,7 @@ the row). A failure before the row exists leaves no file behind.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import mimetypes
@@ -95,11 +96,15 @@ def detect_image(
     source: str = Source.API,
     batch=None,
     started: float | None = None,
+    defer_log: bool = False,
 ) -> Detection:
     """Detect objects in uploaded image bytes with the production detector and log the prediction.
 
-    `started` (time.perf_counter()) is when the request arrived; latency is measured from it.
-    Raises InvalidInput / InputTooLarge for bad images, ModelUnavailable when nothing is in production.
+    `started` (time.perf_counter()) is when the request arrived; latency is measured from it up to
+    the answer. With `defer_log`, the prediction log (image features, the stored upload, the row)
+    is left to `detection.write_log()`, which the API runs once the answer has been sent: the log
+    costs the caller no latency. Raises InvalidInput / InputTooLarge for bad images,
+    ModelUnavailable when nothing is in production.
     """
     started = started if started is not None else time.perf_counter()
     requester = requester or Requester()
@@ -110,7 +115,6 @@ def detect_image(
     with inference_slot(served.predictor):
         result = served.predictor.predict(image, conf=conf, iou=iou, max_det=max_det)
     boxes = [box.to_dict() for box in result.boxes]
-    features = image_features(image)
     detection = Detection(
         model_version_id=served.version.id,
         source=source,
@@ -121,7 +125,6 @@ def detect_image(
         boxes=boxes,
         box_count=len(boxes),
         max_confidence=max((box["confidence"] for box in boxes), default=None),
-        features=features,
         conf=conf,
         iou=iou,
         max_det=max_det,
@@ -130,20 +133,24 @@ def detect_image(
         session_key=requester.session_key,
     )
     detection.served_version = served.version
-    _store_and_save(detection, data, image, filename, started)
+    detection.image.name = _storage_name(detection.id, filename, data)
+    detection.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    detection.write_log = functools.partial(_write_log, detection, data, image)
+    if not defer_log:
+        detection.write_log()
     return detection
 
 
-def _store_and_save(detection: Detection, data: bytes, image: Image.Image, filename: str, started: float) -> None:
-    """Write the upload, then the row; remove the file if the row is not written.
+def _write_log(detection: Detection, data: bytes, image: Image.Image) -> None:
+    """Compute the image's features, write the upload, then the row; remove the file if the row fails.
 
     The thumbnail is made on first request (thumbnail_bytes): resizing a large photo costs more than
     the rest of the bookkeeping together, and most uploads are never listed.
     """
-    name = default_storage.save(_storage_name(detection.id, filename, data), ContentFile(data))
+    detection.features = image_features(image)
+    name = default_storage.save(detection.image.name, ContentFile(data))
     try:
         detection.image.name = name
-        detection.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         detection.save(force_insert=True)
     except BaseException:
         default_storage.delete(name)

@@ -120,7 +120,13 @@ def load_production(model_name: str):
         try:
             files = serving_files(version)
             threads = settings.SERVING_INTRA_OP_THREADS or None
-            predictor = load_predictor(version.model.kind, files, version.metadata, intra_op_threads=threads)
+            predictor = load_predictor(
+                version.model.kind,
+                files,
+                version.metadata,
+                intra_op_threads=threads,
+                spinning=settings.SERVING_ONNX_SPINNING,
+            )
             warm_up(predictor)
         except Exception as exc:
             detail = f"{exc.code}: {exc.message}" if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"

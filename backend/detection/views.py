@@ -23,6 +23,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.core.responses import after_response
 from backend.detection import batches, services
 from backend.detection.models import Batch, Detection, Source
 from backend.detection.permissions import AnonPredictionThrottle, CreateOpenListSignedIn
@@ -113,7 +114,14 @@ def _detect_from(request, serializer_class, file_field: str, *, source: str, sta
         requester=Requester.from_request(request),
         source=source,
         started=started,
+        defer_log=True,
     )
+
+
+def _answer(detection: Detection, status_code: int) -> Response:
+    """The detection's JSON now; its prediction log written right after the answer went out."""
+    response = Response(DetectionSerializer(detection).data, status=status_code)
+    return after_response(response, detection.write_log, what=f"detection log {detection.pk}")
 
 
 class DetectionListCreate(TimedView):
@@ -135,7 +143,7 @@ class DetectionListCreate(TimedView):
     def post(self, request):
         source = Source.WEB if request.headers.get("X-Modelyard-Client") == "web" else Source.API
         detection = _detect_from(request, DetectionRequestSerializer, "image", source=source, started=self.started)
-        return Response(DetectionSerializer(detection).data, status=status.HTTP_201_CREATED)
+        return _answer(detection, status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="detections_list",
@@ -362,7 +370,7 @@ class CompatPredict(TimedView):
         detection = _detect_from(
             request, CompatPredictRequestSerializer, "file", source=Source.COMPAT, started=self.started
         )
-        return Response(DetectionSerializer(detection).data)
+        return _answer(detection, status.HTTP_200_OK)
 
 
 class CompatModelInfo(APIView):

