@@ -181,7 +181,7 @@ class Environment:
 
 
 # -- models -------------------------------------------------------------------------------------------------
-def register_models(work: Path, arch: str, images: list[Path]) -> dict:
+def register_models(work: Path, arch: str, images: list[Path], *, dynamic: bool) -> dict:
     """Two detector versions (for promote/rollback) and one tabular version; version 1 of each promoted."""
     from ultralytics import YOLO
 
@@ -189,7 +189,7 @@ def register_models(work: Path, arch: str, images: list[Path]) -> dict:
     from bench.bench_inference import build_detector
     from tests.models import build_tabular
 
-    weights, onnx_path = build_detector(arch, 640, work, end2end=False, images=images)
+    weights, onnx_path = build_detector(arch, 640, work, end2end=False, images=images, dynamic=dynamic)
     names = YOLO(str(weights)).names
     metadata = {"class_names": [names[i] for i in sorted(names)], "imgsz": 640, "architecture": arch, "task": "detect"}
     files = {"weights": weights, "onnx": onnx_path}
@@ -282,11 +282,11 @@ def raw_session_run(onnx_path: Path, image_path: Path):
 
     from mlops.inference.detector import OnnxDetector
 
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads must not steal (c)'s CPU
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    # ONNX Runtime's default options: the library called directly, as a user would.
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
-    tensor, _ = OnnxDetector(onnx_path).preprocess(np.asarray(Image.open(image_path).convert("RGB")))
+    square = OnnxDetector(onnx_path, rect=False)  # a 640x640 tensor even from a dynamic-shape export
+    tensor, _ = square.preprocess(np.asarray(Image.open(image_path).convert("RGB")))
     tensor = np.ascontiguousarray(tensor.copy())
     assert tensor.shape == (1, 3, 640, 640)
     return lambda: session.run(None, {input_name: tensor})
@@ -470,7 +470,7 @@ def run(args: argparse.Namespace) -> dict:
         assets = Path(importlib.util.find_spec("ultralytics").origin).parent / "assets"
         image_path = assets / "bus.jpg"
         jpeg = image_path.read_bytes()
-        models = register_models(work, args.arch, [image_path, assets / "zidane.jpg"])
+        models = register_models(work, args.arch, [image_path, assets / "zidane.jpg"], dynamic=not args.static)
         load_before = os.getloadavg()
         startup = start_and_memory(env, jpeg, models["record"])
         process, base, _ = env.gunicorn(workers=args.workers, threads=args.threads)
@@ -496,7 +496,13 @@ def run(args: argparse.Namespace) -> dict:
             "python": sys.version.split()[0],
         },
         "server": {"command": "Procfile web", "workers": args.workers, "threads": args.threads},
-        "model": {"arch": args.arch, "imgsz": 640, "image": str(image_path), "image_bytes": len(jpeg)},
+        "model": {
+            "arch": args.arch,
+            "imgsz": 640,
+            "dynamic": not args.static,
+            "image": str(image_path),
+            "image_bytes": len(jpeg),
+        },
         **latency,
         "ratios_p50": {"c_over_a": c / a, "c_over_b": c / b},
         "throughput": {**concurrent, "images_per_s_at_1000_over_a_p50": 1000.0 / a},
@@ -523,7 +529,9 @@ def print_report(report: dict) -> None:
         f"{machine['load_average_before'][0]:.2f} -> {machine['load_average_after'][0]:.2f}  "
         f"gunicorn {report['server']['workers']} workers x {report['server']['threads']} threads"
     )
-    print(f"model {report['model']['arch']} at 640, image bus.jpg ({report['model']['image_bytes']} bytes)\n")
+    shape = "dynamic-shape" if report["model"].get("dynamic") else "fixed 640x640"
+    model = report["model"]
+    print(f"model {model['arch']} at 640 ({shape} export), image bus.jpg ({model['image_bytes']} bytes)\n")
     print(f"{'case':<46}{'p50 ms':>10}{'p95 ms':>10}")
     labels = {
         "a_session_run": "(a) raw ONNX Runtime session.run 1x3x640x640",
@@ -566,12 +574,15 @@ def print_report(report: dict) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_http", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="yolo11n", choices=["yolo11n", "yolo26n"])
+    parser.add_argument(
+        "--static", action="store_true", help="serve a fixed 640x640 export (default: dynamic, as trained models are)"
+    )
     parser.add_argument("--runs", type=int, default=30, help="rounds of (a), (b), (c)")
     parser.add_argument("--throughput-requests", type=int, default=60, help="in 3 windows between raw (a) windows")
     parser.add_argument("--swap-requests", type=int, default=300)
     parser.add_argument("--swaps", type=int, default=10, help="promote + rollback cycles during the swap run")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (Procfile default 2)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (Procfile default 4)")
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers (Procfile default 1)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker (Procfile default 8)")
     return parser.parse_args(argv)
 
 

@@ -90,7 +90,9 @@ def prepare_environment(work: Path) -> None:
     MlopsConfig.from_env(ROOT).apply_process_env()
 
 
-def build_detector(arch: str, imgsz: int, work: Path, *, end2end: bool, images: list[Path]) -> tuple[Path, Path]:
+def build_detector(
+    arch: str, imgsz: int, work: Path, *, end2end: bool, images: list[Path], dynamic: bool = False
+) -> tuple[Path, Path]:
     """A model from the Ultralytics yaml, saved as .pt and exported to a fixed-size ONNX at imgsz.
 
     An untrained network answers ~0.001 everywhere, which leaves NMS nothing to do. Batch-norm
@@ -118,7 +120,7 @@ def build_detector(arch: str, imgsz: int, work: Path, *, end2end: bool, images: 
     model.model.eval()
     weights = work / f"{arch}.pt"
     model.save(weights)
-    return weights, export(weights, imgsz, work, end2end=end2end, dynamic=False)
+    return weights, export(weights, imgsz, work, end2end=end2end, dynamic=dynamic)
 
 
 def export(weights: Path, imgsz: int, work: Path, *, end2end: bool, dynamic: bool) -> Path:

@@ -262,9 +262,11 @@ SERVING_INTRA_OP_THREADS = env.int("SERVING_INTRA_OP_THREADS", default=0)
 # ONNX Runtime's worker threads spin briefly between runs: about 15% faster per detection on an
 # inference host, slower when training shares the CPU (then set it to false).
 SERVING_ONNX_SPINNING = env.bool("SERVING_ONNX_SPINNING", default=True)
-# Concurrent predictions per model and process (0: no cap). 1 bounds memory (each concurrent
-# ONNX Runtime run holds its own buffers) at some cost in throughput.
-SERVING_CONCURRENT_PREDICTIONS = env.int("SERVING_CONCURRENT_PREDICTIONS", default=0)
+# Concurrent predictions per model and process (0: no cap). ONNX Runtime already spreads one run
+# over every core, so 1 keeps the cores busy without oversubscribing them, and bounds memory (each
+# concurrent run holds its own buffers); the web process's other threads decode and answer
+# meanwhile. The Procfile runs one web process with 8 threads for the same reason.
+SERVING_CONCURRENT_PREDICTIONS = env.int("SERVING_CONCURRENT_PREDICTIONS", default=1)
 # Stored upload images older than this are deleted (the prediction rows stay).
 PREDICTION_IMAGE_RETENTION_DAYS = env.int("PREDICTION_IMAGE_RETENTION_DAYS", default=30)
 # Anonymous callers of the prediction endpoints are throttled to this rate.

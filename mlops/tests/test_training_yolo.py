@@ -73,13 +73,20 @@ def test_a_training_registers_an_onnx_version_with_test_metrics(env, first):
     assert outcome.epochs_run == 2 and 1 <= outcome.best_epoch <= 2
 
 
-def test_the_onnx_file_takes_the_training_image_size(env, first):
+def test_the_onnx_file_takes_any_size_and_records_the_training_size(env, first):
+    """Dynamic height and width (serving letterboxes to the smallest rectangle); imgsz in the metadata."""
+    import ast
+
     import onnx
 
     outcome, _ = first
     path = env["registry"].fetch(outcome.version, [ArtifactRole.ONNX])[ArtifactRole.ONNX]
-    dims = [d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [1, 3, 64, 64]
+    model = onnx.load(str(path))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[1].dim_value == 3
+    assert not dims[2].dim_value and not dims[3].dim_value  # symbolic: any height and width
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    assert ast.literal_eval(metadata["imgsz"]) == [64, 64]
 
 
 def test_the_run_holds_epochs_params_lineage_and_files(env, first):

@@ -399,10 +399,14 @@ def pretrained_weights(spec: str, weights_dir: Path) -> Path | None:
 
 
 def export_onnx(weights: Path, imgsz: int) -> Path:
-    """Ultralytics' ONNX export of `weights` at the training image size (static 1x3xSxS input)."""
+    """Ultralytics' ONNX export of `weights` with a dynamic input (1x3xHxW).
+
+    Serving then letterboxes each image to the smallest stride-aligned rectangle, as Ultralytics'
+    own predict does: a 4:3 photo runs at 640x480, measured 0.71-0.77x the time of 640x640.
+    """
     from ultralytics import YOLO
 
-    exported = YOLO(str(weights)).export(format="onnx", imgsz=imgsz, device="cpu", verbose=False)
+    exported = YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=True, device="cpu", verbose=False)
     logger.info("training.onnx_exported path=%s", exported)
     return Path(exported)
 
