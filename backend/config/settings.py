@@ -210,6 +210,8 @@ CELERY_TASK_ROUTES = {"training.*": {"queue": "training"}}
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Libraries that print (Ultralytics' progress bars) land in the log at INFO, not as warnings.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # --- MLflow, Ultralytics and the mlops package ----------------------------------------------

@@ -75,6 +75,21 @@ def production_version(model_name: str) -> ModelVersion:
     return version
 
 
+def raise_if_training(model_name: str) -> None:
+    """503 naming the training job when the model's first version is still being trained."""
+    from backend.training.models import TrainingJob
+
+    active = [TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING]
+    job = TrainingJob.objects.filter(model_name=model_name, status__in=active).order_by("created_at").first()
+    if job is not None:
+        raise ModelUnavailable(
+            f"{model_name!r} has no version in production yet: training job #{job.pk} is {job.status}"
+            f" ({job.progress_text()}); follow it at /training/jobs/{job.pk}/ and try again when it is done.",
+            code="model_training",
+            details={"model": model_name, "training_job": job.pk, "status": job.status},
+        )
+
+
 def serving_files(version: ModelVersion) -> dict[str, Path]:
     """The version's serving artifacts as local, sha256-verified paths (only the ones it will load)."""
     if version.artifacts_deleted_at:
@@ -192,10 +207,12 @@ def served_model(model_name: str, kind: str) -> ServedModel:
     made-up names never reach the holder) and ModelUnavailable when nothing is in production.
     """
     if model_name not in _known_models and not RegisteredModel.objects.filter(name=model_name).exists():
+        raise_if_training(model_name)
         raise NotFound(f"There is no registered model named {model_name!r}.", code="model_not_found")
     try:
         served = model_server().get(model_name)
     except ModelUnavailable:
+        raise_if_training(model_name)
         production_version(model_name)  # raises the clear "nothing in production yet" error
         raise
     _known_models.add(model_name)

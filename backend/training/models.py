@@ -126,6 +126,12 @@ class TrainingJob(models.Model):
         """What one step of progress is: an epoch (YOLO), a boosting round (XGBoost), a trial (search)."""
         return {self.Kind.DETECTION: "epoch", self.Kind.TABULAR: "round", self.Kind.SEARCH: "trial"}[self.kind]
 
+    def progress_text(self) -> str:
+        """One line for people: "epoch 12 of 30, 40%" (or the stage before the first step)."""
+        if not self.epochs:
+            return self.stage or str(self.status)
+        return f"{self.step_unit} {self.epoch} of {self.epochs}, {self.progress:.0f}%"
+
     @property
     def duration_s(self) -> float | None:
         if self.started_at is None:

@@ -372,3 +372,21 @@ def test_every_endpoint_is_in_the_openapi_schema(admin_api):
     create = paths["/api/v1/detections/"]["post"]
     assert "multipart/form-data" in create["requestBody"]["content"]
     assert {"201", "400", "413", "503"} <= set(create["responses"])
+
+
+@pytest.mark.django_db
+def test_a_model_still_in_its_first_training_answers_503_naming_the_job(client, settings):
+    from backend.training.models import TrainingJob
+
+    settings.DEFAULT_DETECTION_MODEL = "not-trained-yet"
+    job = TrainingJob.objects.create(kind="detection", model_name="not-trained-yet", dataset="synthetic:shapes")
+    upload = image_bytes(synthetic_photo())
+    response = client.post("/api/v1/detections/", {"image": SimpleUploadedFile("a.png", upload, "image/png")})
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "model_training"
+    assert f"/training/jobs/{job.pk}/" in error["message"]
+    job.status = "failed"
+    job.save()
+    gone = client.post("/api/v1/detections/", {"image": SimpleUploadedFile("a.png", upload, "image/png")})
+    assert gone.status_code == 404
