@@ -277,8 +277,6 @@ API_ANON_RATE = env.str("API_ANON_RATE", default="120/min")
 # --- Training -------------------------------------------------------------------------------
 # Datasets prepared for training jobs (ingested, validated, split) live here.
 TRAINING_DATA_DIR = Path(env.str("TRAINING_DATA_DIR", default=str(VAR_DIR / "datasets")))
-# Ultralytics run folders (plots, weights) of training jobs.
-TRAINING_RUNS_DIR = Path(env.str("TRAINING_RUNS_DIR", default=str(VAR_DIR / "runs")))
 # A running job whose worker has not reported for this long is marked failed by the reaper.
 TRAINING_STALE_AFTER_SECONDS = env.int("TRAINING_STALE_AFTER_SECONDS", default=900)
 # `make run` trains these when the registry is empty, and promotes them once trained.
