@@ -241,9 +241,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"terminal_redraws": {"()": "backend.core.logging.TerminalRedrawFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # What Celery redirects from stdout: Ultralytics' progress bars keep only their final line.
+        "celery.redirected": {"filters": ["terminal_redraws"]},
         "django.request": {"level": "WARNING"},
         "alembic": {"level": "WARNING"},
         "mlflow": {"level": "WARNING"},
