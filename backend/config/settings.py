@@ -205,7 +205,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBIL
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3 * 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"training.*": {"queue": "training"}}
+CELERY_TASK_ROUTES = {
+    # The reaper must run while the trainer is busy with a job, or dead: it goes to the default worker.
+    "training.reap_stale_jobs": {"queue": "default"},
+    "training.*": {"queue": "training"},
+}
 # Publishing gives up quickly when the broker is down; the caller records the failure.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -1,7 +1,8 @@
 """Celery tasks of training jobs. Routed to the `training` queue by CELERY_TASK_ROUTES ("training.*"),
 which the dedicated trainer worker consumes one task per child process (--max-tasks-per-child 1):
 what a training leaves in its process (Ultralytics' mlflow.autolog(), torch threads, memory) dies
-with the child.
+with the child. The reaper is the exception: it runs on the default queue, so that a busy or dead
+trainer cannot hold it up.
 """
 
 from __future__ import annotations

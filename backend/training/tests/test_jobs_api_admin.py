@@ -355,3 +355,11 @@ def test_bootstrap_models_queues_each_default_model_once():
     assert "none in production" in third.getvalue()
     assert TrainingJob.objects.filter(model_name="boot-tabular", status="queued").count() == 1
     assert TrainingJob.objects.filter(model_name="boot-detector").count() == 1
+
+
+def test_the_reaper_is_routed_to_the_default_worker_not_behind_training_jobs():
+    from backend import celery_app
+
+    router = celery_app.amqp.router
+    assert router.route({}, "training.reap_stale_jobs", (), {})["queue"].name == "default"
+    assert router.route({}, "training.run_job", (), {})["queue"].name == "training"
