@@ -3,8 +3,6 @@ look at the heatmap, and give feedback on the history page."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,6 @@ from backend.detection.tests.support import image_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 PALETTE = ["#e6194b", "#3cb44b", "#0082c8", "#f58230", "#911eb4", "#46f0f0", "#f032e6", "#d2f53c", "#008080", "#aa6e28"]
 
 # Counts the canvas pixels painted in a class colour of the boxes the card shows.
@@ -121,10 +118,6 @@ def test_upload_see_boxes_filter_with_the_slider_and_give_feedback(
         (0, "wrong", "triangle"),
     ]
     assert verdicts[0].min_confidence == pytest.approx(0.25)
-    if os.environ.get("UPDATE_SCREENSHOTS"):  # refresh the README's picture on purpose only
-        docs = ROOT / "docs" / "screenshots"
-        docs.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(screenshot_dir / "detect.png", docs / "detect-page.png")
 
 
 def test_the_page_says_when_no_model_is_in_production(live_server, browser, settings):
