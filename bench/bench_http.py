@@ -10,13 +10,12 @@ store), starts gunicorn with the Procfile's `web` line, and measures in the same
   (c) POST /api/v1/detections/ end to end (upload to JSON), one client
 Cases run interleaved round by round, so a busy machine slows each alike, and each starts once the
 server and this process are idle (the server's after-answer logging otherwise lands in the next
-case's timing; an HTTP throughput window ends when the log of its last answer is in the database).
-Then: throughput with 4
-concurrent clients against 0.85 x 1000/(a) (windows of back-to-back (a) alternating with the
-HTTP windows); a run of N requests at 4 clients while versions are
-promoted and rolled back (failed requests, and whether every answer came from a version that was
-in production at some moment during its request); and, on a one-worker server, start to first
-answer and the RSS of the worker with both models loaded. Prints a table, writes JSON to
+case's timing). Then: throughput with 4 concurrent clients against 0.85 x 1000/(a) (windows of
+back-to-back (a) alternating with HTTP windows, which end when the log of their last answer is in
+the database); a run of N requests at 4 clients while versions are promoted and rolled back
+(failed requests, and whether every answer came from a version that was in production at some
+moment during its request); and, on a one-worker server, start to first answer and the RSS of the
+worker with both models loaded. Prints a table, writes JSON to
 bench/results/. Absolute times depend on the machine and its load: compare the ratios.
 """
 
