@@ -200,6 +200,31 @@ def model_server() -> ModelServer:
 _known_models: set[str] = set()
 
 
+def preload_default_models() -> threading.Thread:
+    """Load the default detector and tabular model in the background (web worker start-up, gunicorn.conf.py).
+
+    The first request after a start then finds them loaded instead of paying the load and warm-up.
+    A model with nothing in production is skipped (logged); requests load it once it is promoted.
+    """
+    names = [name for name in (settings.DEFAULT_DETECTION_MODEL, settings.DEFAULT_TABULAR_MODEL) if name]
+
+    def run() -> None:
+        try:
+            for name in names:
+                try:
+                    served = model_server().preload(name)
+                except MlopsError as exc:  # nothing in production yet, or a broken version: requests will say
+                    logger.info("serving.preload_skipped model=%s reason=%s", name, exc)
+                else:
+                    logger.info("serving.preloaded model=%s version=%s", name, served.version)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, name="serving-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def served_model(model_name: str, kind: str) -> ServedModel:
     """The served model to answer this request with (its version stays fixed for the request).
 
@@ -228,10 +253,10 @@ def served_model(model_name: str, kind: str) -> ServedModel:
 
 # -- concurrent predictions -------------------------------------------------------------------------
 # ONNX Runtime keeps the activations of every run that was ever concurrent in its arena, so each extra
-# simultaneous predict of a 640-px detector adds tens of MB to the process for good. Concurrent runs
-# also overlap better on few cores (bench_http: ~0.9 of raw throughput with them, ~0.8 with one at a
-# time). SERVING_CONCURRENT_PREDICTIONS caps them per model and process: 0 (the default) leaves it to
-# the web server's threads, 1 bounds a process's memory at one run's activations.
+# simultaneous predict of a 640-px detector adds tens of MB to the process for good, and one run
+# already spreads over every core. SERVING_CONCURRENT_PREDICTIONS caps them per model and process:
+# 1 (the default) bounds a process's memory at one run's activations while its other threads decode
+# and answer; 0 leaves it to the web server's threads.
 _slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _slots_lock = threading.Lock()
 

@@ -1,5 +1,6 @@
 """Hot swap under load: concurrent requests while versions are promoted and rolled back, a version that
-fails to load, and a serving path free of torch, ultralytics, xgboost and mlflow."""
+fails to load, models loaded at web worker start-up, and a serving path free of torch, ultralytics,
+xgboost and mlflow."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ import requests
 from django.db import connection
 from rest_framework.test import APIClient
 
-from backend.detection.serving import model_server
+from backend.detection.serving import model_server, preload_default_models
 from backend.detection.tests.support import image_bytes, register_and_promote, synthetic_photo
 from backend.registry.models import ModelVersion, RegisteredModel
 from backend.registry.services import promote_version, register_from_files, rollback_model
 from mlops.registry.artifacts import local_path_of
 from tests.helpers import wait_until
+from tests.services import free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -133,6 +135,62 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(model_files, un
     rollback_model(new.model, reason="bad artifact")
     assert client.post("/api/v1/detections/", {"image": _file(photo)}).json()["model"]["version"] == old.version
     wait_until(lambda: model_server().status()[unique_name]["failed_attempts"] == 0, timeout=10, what="recovery")
+
+
+def test_preloading_loads_the_default_models_before_any_request(model_files, unique_name, settings):
+    settings.DEFAULT_DETECTION_MODEL = unique_name
+    settings.DEFAULT_TABULAR_MODEL = f"{unique_name}-tab"
+    detector = register_and_promote(unique_name, "detection", model_files["detectors"][0])
+    tabular = register_and_promote(f"{unique_name}-tab", "tabular", model_files["tabular"][0])
+    assert unique_name not in model_server().status()
+
+    preload_default_models().join(timeout=120)
+
+    status = model_server().status()
+    assert status[unique_name]["version"].version == detector.version
+    assert status[f"{unique_name}-tab"]["version"].version == tabular.version
+
+
+def test_a_web_worker_started_from_the_procfile_config_loads_models_at_start(model_files, unique_name, tmp_path):
+    """gunicorn.conf.py's post_worker_init: the worker loads both models with no request made."""
+    detector = register_and_promote(unique_name, "detection", model_files["detectors"][0])
+    register_and_promote(f"{unique_name}-tab", "tabular", model_files["tabular"][0])
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DEFAULT_DETECTION_MODEL": unique_name,
+        "DEFAULT_TABULAR_MODEL": f"{unique_name}-tab",
+        "LOG_LEVEL": "INFO",
+        "API_ANON_RATE": "100000/min",
+    }
+    log = tmp_path / "gunicorn.log"
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [str(gunicorn), "backend.config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+        def both_tried() -> bool:
+            text = log.read_text(errors="replace")
+            return server.poll() is not None or text.count("serving.preload") >= 2
+
+        try:
+            wait_until(both_tried, timeout=120, what="the worker to preload both models")
+            text = log.read_text(errors="replace")
+            assert server.poll() is None, text[-3000:]
+            assert f"serving.preloaded model={unique_name} version={unique_name} v1.0 (#{detector.version})" in text
+            assert f"serving.preloaded model={unique_name}-tab " in text
+            photo = image_bytes(synthetic_photo(64, 48))
+            answer = requests.post(
+                f"http://127.0.0.1:{port}/api/v1/detections/", files={"image": ("p.png", photo)}, timeout=60
+            )
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["model"]["version"] == detector.version
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def _file(data: bytes):
