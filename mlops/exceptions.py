@@ -35,6 +35,16 @@ class NotFound(MlopsError):
     status = 404
 
 
+class ModelNotFound(NotFound):
+    """The registry has no model by that name."""
+
+    code = "model_not_found"
+
+    def __init__(self, model_name: str):
+        super().__init__(f"There is no registered model named {model_name!r}.", details={"model": model_name})
+        self.model_name = model_name
+
+
 class ModelUnavailable(MlopsError):
     """No servable version (none promoted, or it failed to load)."""
 
