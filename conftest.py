@@ -1,4 +1,5 @@
-"""Fixtures shared by every app's tests: users, API clients, and a real Celery worker."""
+"""Fixtures shared by every app's tests: people, API clients, a real Celery worker, tiny real models
+registered and served through the registry (tests.factories builds them)."""
 
 from __future__ import annotations
 
@@ -11,22 +12,24 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
+from tests.factories import UserFactory, VersionFactory
+
 ROOT = Path(__file__).resolve().parent
 
 
 @pytest.fixture
-def admin_user(django_user_model):
-    return django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123")
+def admin_user(db):
+    return UserFactory(username="root", superuser=True)
 
 
 @pytest.fixture
-def staff_user(django_user_model):
-    return django_user_model.objects.create_user("staff", "staff@example.com", "pw-staff-123", is_staff=True)
+def staff_user(db):
+    return UserFactory(username="staff", staff=True)
 
 
 @pytest.fixture
-def plain_user(django_user_model):
-    return django_user_model.objects.create_user("alice", "alice@example.com", "pw-alice-123")
+def plain_user(db):
+    return UserFactory(username="alice")
 
 
 @pytest.fixture
@@ -116,3 +119,84 @@ def unique_name(request):
 
     base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
     return f"{base}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(autouse=True)
+def generous_anon_rate(settings):
+    """Tests post many anonymous requests; the throttle has its own tests with a tight rate."""
+    settings.API_ANON_RATE = "100000/min"
+
+
+@pytest.fixture
+def register_detector(model_files, unique_name):
+    """Register detector number `index` (0-2) under this test's model name."""
+
+    def register(index: int, name: str | None = None, **metrics):
+        return VersionFactory(
+            name=name or unique_name,
+            files=model_files["detectors"][index],
+            metrics=metrics or {"mAP50": 0.5 + index / 10},
+        )
+
+    return register
+
+
+@pytest.fixture
+def register_tabular(model_files, unique_name):
+    """Register tabular model number `index` (0-1) under this test's model name."""
+
+    def register(index: int, name: str | None = None, **metrics):
+        return VersionFactory(
+            name=name or unique_name,
+            kind="tabular",
+            files=model_files["tabular"][index],
+            metrics=metrics or {"accuracy": 0.9 + index / 100},
+        )
+
+    return register
+
+
+@pytest.fixture(scope="session")
+def trained_detector(tmp_path_factory):
+    """A tiny YOLO trained on synthetic shapes (finds boxes), with held-out images of shapes."""
+    from tests.support import train_tiny_detector
+
+    return train_tiny_detector(tmp_path_factory.mktemp("trained-detector"))
+
+
+@pytest.fixture
+def serve_detector(model_files, unique_name, settings):
+    """Register and promote detector number `index` (0-2) as this test's default detection model."""
+    settings.DEFAULT_DETECTION_MODEL = unique_name
+
+    def serve(index: int = 0, name: str | None = None):
+        return VersionFactory(
+            name=name or unique_name, files=model_files["detectors"][index], metrics={}, promoted=True
+        )
+
+    return serve
+
+
+@pytest.fixture
+def serve_trained(trained_detector, unique_name, settings):
+    """Register and promote the trained detector (it finds the shapes) as this test's default detector."""
+    settings.DEFAULT_DETECTION_MODEL = unique_name
+
+    def serve(name: str | None = None):
+        return VersionFactory(name=name or unique_name, files=trained_detector.files, promoted=True)
+
+    return serve
+
+
+@pytest.fixture
+def serve_tabular(model_files, unique_name, settings):
+    """Register and promote tabular model number `index` (0-1) as this test's default tabular model."""
+    settings.DEFAULT_TABULAR_MODEL = unique_name
+
+    def serve(index: int = 0):
+        return VersionFactory(
+            name=unique_name, kind="tabular", files=model_files["tabular"][index], metrics={"accuracy": 0.95},
+            promoted=True,
+        )  # fmt: skip
+
+    return serve

@@ -3,6 +3,6 @@
 
 def post_worker_init(worker):
     """Each web worker loads the production models as soon as it has imported the application."""
-    from backend.detection.serving import preload_default_models
+    from backend.serving.loading import preload_default_models
 
     preload_default_models()

@@ -57,6 +57,10 @@ class MlopsConfig:
     def with_overrides(self, **changes) -> MlopsConfig:
         return replace(self, **changes)
 
+    def version_cache_dir(self, model_name: str, version: int) -> Path:
+        """Where a version's artifacts are fetched to (and sha256-verified) before a process loads them."""
+        return Path(self.model_cache_dir) / model_name / str(version)
+
     @property
     def ultralytics_dir(self) -> Path:
         return Path(self.var_dir) / "ultralytics"

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "backend.core",
     "backend.registry",
     "backend.training",
+    "backend.serving",
     "backend.detection",
     "backend.scoring",
 ]

@@ -10,10 +10,11 @@ handler404 = "backend.core.errors.page_not_found"
 handler500 = "backend.core.errors.server_error"
 
 api_v1 = [
-    path("", include("backend.registry.urls")),
+    path("", include("backend.registry.api_urls")),
     path("", include("backend.training.api_urls")),
     path("", include("backend.detection.api_urls")),
     path("", include("backend.scoring.api_urls")),
+    path("", include("backend.serving.api_urls")),
 ]
 
 urlpatterns = [

@@ -5,6 +5,8 @@ from collections.abc import Callable
 
 from django.http import HttpResponseBase
 
+from backend.core.adapters.django import call_on_close
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,5 +24,5 @@ def after_response(response: HttpResponseBase, work: Callable[[], None], *, what
         except Exception:
             logger.exception("response.after_work_failed what=%s", what)
 
-    response._resource_closers.append(run)
+    call_on_close(response, run)
     return response

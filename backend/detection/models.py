@@ -124,11 +124,6 @@ class Detection(models.Model):
     def class_names(self) -> list[str]:
         return list((self.model_version.metadata or {}).get("class_names", []))
 
-    def owned_by(self, user, session_key: str | None) -> bool:
-        if user is not None and user.is_authenticated:
-            return self.user_id == user.pk
-        return bool(session_key) and self.session_key == session_key
-
 
 class Feedback(models.Model):
     """A person's verdict on a detection (box_index None) or on one box, with the right class if wrong.

@@ -13,8 +13,9 @@ from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
-from backend.detection import services
 from backend.detection.models import Detection
+from backend.detection.services.detect import DEFAULT_CONF
+from backend.serving.services import model_info
 from mlops.exceptions import NotFound
 
 HISTORY_PAGE_SIZE = 24
@@ -28,7 +29,7 @@ def _ensure_session(request) -> str:
 
 def _model_context(model_name: str) -> dict:
     try:
-        return {"model": services.model_info(model_name), "model_missing": False}
+        return {"model": model_info(model_name), "model_missing": False}
     except NotFound:
         return {"model": None, "model_missing": True}
 
@@ -61,7 +62,7 @@ def history_page(request):
             "class_names": d.class_names(),
             "feedback": _latest_verdicts(d),
             # Boxes are shown (and judged) at the usual threshold even when the upload asked for less.
-            "threshold": max(d.conf, services.DEFAULT_CONF),
+            "threshold": max(d.conf, DEFAULT_CONF),
         }
         for d in page
     ]

@@ -6,18 +6,8 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from backend.detection.models import Batch, Detection, Feedback
-from backend.detection.services import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, MAX_MAX_DET
-
-
-class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable machine-readable code, e.g. invalid_image, image_too_large.")
-    message = serializers.CharField(help_text="What is wrong, naming the field or record.")
-    details = serializers.DictField(required=False)
-    fields = serializers.DictField(required=False, help_text="Validation errors by field.")
-
-
-class ErrorResponseSerializer(serializers.Serializer):
-    error = ErrorDetailSerializer()
+from backend.detection.services.detect import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, MAX_MAX_DET
+from backend.serving.serializers import ModelRefSerializer
 
 
 # -- requests ---------------------------------------------------------------------------------------
@@ -74,12 +64,6 @@ class BatchRequestSerializer(DetectionParamsSerializer):
 
 
 # -- responses --------------------------------------------------------------------------------------
-class ModelRefSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    version = serializers.IntegerField(help_text="The registry's (MLflow's) version number.")
-    label = serializers.CharField(help_text="Semantic label, e.g. v1.3.")
-
-
 class BoxSerializer(serializers.Serializer):
     xyxy = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, help_text="Pixels.")
     xyxyn = serializers.ListField(
@@ -116,12 +100,10 @@ class FeedbackSerializer(serializers.ModelSerializer):
         ]
 
 
-def model_ref(detection: Detection) -> dict:
-    served = getattr(detection, "served_version", None)
-    if served is not None:
-        return served.as_dict()
-    version = detection.model_version
-    return {"name": version.model.name, "version": version.version, "label": version.semantic_label}
+def model_ref(detection: Detection, context: dict) -> dict:
+    """The version that answered: the served one just after a prediction, else the row's (one query)."""
+    served = context.get("served_version")
+    return served.as_dict() if served is not None else detection.model_version.ref()
 
 
 def detection_links(detection: Detection) -> dict:
@@ -155,7 +137,7 @@ class DetectionSerializer(serializers.Serializer):
     def to_representation(self, detection: Detection) -> dict:
         data = {
             "id": str(detection.pk),
-            "model": model_ref(detection),
+            "model": model_ref(detection, self.context),
             "boxes": detection.boxes,
             "image": {"width": detection.width, "height": detection.height},
             "latency_ms": detection.latency_ms,
@@ -202,18 +184,3 @@ class BatchSerializer(serializers.ModelSerializer):
             "results_json": reverse("api-batch-results-json", args=[batch.pk]),
             "results_csv": reverse("api-batch-results-csv", args=[batch.pk]),
         }
-
-
-class ModelInfoSerializer(serializers.Serializer):
-    """A registered model as its users see it: what is in production and what it takes."""
-
-    name = serializers.CharField()
-    kind = serializers.CharField()
-    description = serializers.CharField()
-    production = serializers.DictField(
-        allow_null=True, help_text="version, label, metrics, created_at, promoted_at; null when none."
-    )
-    class_names = serializers.ListField(child=serializers.CharField())
-    input_size = serializers.IntegerField(allow_null=True, required=False, help_text="Detection: pixels a side.")
-    feature_schema = serializers.ListField(child=serializers.DictField(), required=False, help_text="Tabular.")
-    n_features = serializers.IntegerField(required=False, help_text="Tabular.")

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from backend.detection import batches, services
+from backend.detection.services import batches, retention
 
 logger = logging.getLogger(__name__)
 
@@ -19,4 +19,4 @@ def run_batch(*, batch_id: str) -> dict:
 
 @shared_task(name="detection.purge_old_images")
 def purge_old_images() -> int:
-    return services.purge_old_images()
+    return retention.purge_old_images()

@@ -13,6 +13,11 @@ from django.db.models import Q
 from mlops.registry.entities import Artifact, ModelKind
 
 
+def model_ref(name: str, version: int, label: str) -> dict:
+    """How answers and prediction logs name the version that made a prediction."""
+    return {"name": name, "version": version, "label": label}
+
+
 class RegisteredModel(models.Model):
     class Kind(models.TextChoices):
         DETECTION = ModelKind.DETECTION, "Detection (YOLO)"
@@ -112,6 +117,9 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name} {self.semantic_label} (#{self.version})"
+
+    def ref(self) -> dict:
+        return model_ref(self.model.name, self.version, self.semantic_label)
 
     @property
     def semantic_label(self) -> str:

@@ -17,16 +17,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from backend.core.mlops_config import mlops_config
+from backend.registry.artifacts import serving_files
 from backend.registry.models import Deployment, ModelVersion, PromotionRequest, RegisteredModel
 from backend.registry.signals import version_promoted, version_staged
 from mlops.exceptions import InvalidInput, MlopsError, NotFound, SmokeTestFailed
-from mlops.registry.artifacts import fetch_artifact
-from mlops.registry.entities import ArtifactRole, ModelVersionInfo
+from mlops.registry.entities import ModelVersionInfo
 from mlops.registry.mlflow_store import MlflowModelRegistry
 
 logger = logging.getLogger(__name__)
-
-SERVING_ROLES = (ArtifactRole.ONNX, ArtifactRole.WEIGHTS, ArtifactRole.XGBOOST, ArtifactRole.FEATURE_SCHEMA)
 
 
 def model_registry() -> MlflowModelRegistry:
@@ -114,21 +112,16 @@ def register_from_files(
 
 # -- promotion and rollback ----------------------------------------------------------------------
 def smoke_test_version(version: ModelVersion) -> dict:
-    """Verify the serving artifacts' sha256, load the model and run it on a fixed sample.
+    """Verify every serving artifact's sha256, load the model and run it on a fixed sample.
 
     Returns {"ok", "detail", "latency_ms"}; never raises for a bad model.
     """
+    # Imported here: the loader brings ONNX Runtime and NumPy, which the registry's other callers
+    # (admin pages, commands, the API) never need.
     from mlops.inference.loader import load_predictor, smoke_test
 
-    if version.artifacts_deleted_at:
-        return {"ok": False, "detail": "the version's artifacts were deleted by retention", "latency_ms": 0.0}
-    cache_dir = Path(mlops_config().model_cache_dir) / version.model.name / str(version.version)
     try:
-        files = {
-            role: fetch_artifact(version.artifact(role), cache_dir)
-            for role in SERVING_ROLES
-            if version.artifact(role) is not None
-        }
+        files = serving_files(version, every_role=True)
         predictor = load_predictor(version.model.kind, files, version.metadata)
         result = smoke_test(predictor, version.metadata)
     except MlopsError as exc:
@@ -154,34 +147,50 @@ def promote_version(
         raise ApprovalRequired("promotion to production needs a request and an approval by another staff user")
 
     smoke = smoke_test_version(version)
+    record = {"action": action, "actor": actor, "approved_by": approved_by, "reason": reason, "smoke_test": smoke}
     if not smoke["ok"]:
-        deployment = Deployment.objects.create(
-            model=model,
-            from_version=model.production_version,
-            to_version=version,
-            action=action,
-            actor=actor,
-            approved_by=approved_by,
-            reason=reason,
-            succeeded=False,
-            smoke_test=smoke,
-            error=f"smoke test failed: {smoke['detail']}",
-        )
-        logger.warning("registry.promotion_refused model=%s version=%s detail=%s", model.name, version, smoke["detail"])
-        raise SmokeTestFailed(
-            f"{version} failed its smoke test: {smoke['detail']}", details={"deployment": deployment.pk}
-        )
+        _refuse_promotion(version, record)
+    deployment = _move_production_pointer(version, record)
+    logger.info(
+        "registry.promoted model=%s action=%s from=%s to=%s",
+        model.name,
+        action,
+        deployment.from_version and deployment.from_version.semantic_label,
+        version.semantic_label,
+    )
+    return deployment
 
+
+def _refuse_promotion(version: ModelVersion, record: dict) -> None:
+    """A failed smoke test: a failed Deployment row says why; production is not touched."""
+    detail = record["smoke_test"]["detail"]
+    deployment = Deployment.objects.create(
+        model=version.model,
+        from_version=version.model.production_version,
+        to_version=version,
+        succeeded=False,
+        error=f"smoke test failed: {detail}",
+        **record,
+    )
+    logger.warning("registry.promotion_refused model=%s version=%s detail=%s", version.model.name, version, detail)
+    raise SmokeTestFailed(f"{version} failed its smoke test: {detail}", details={"deployment": deployment.pk})
+
+
+def _move_production_pointer(version: ModelVersion, record: dict) -> Deployment:
+    """In one transaction with the rows locked: archive the old production version, mark the new one,
+    write the Deployment row; `version_promoted` goes out on commit."""
     with transaction.atomic():
         # Lock the model row first: concurrent promotions of one model queue here.
-        RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        RegisteredModel.objects.select_for_update().get(pk=version.model_id)
         target = ModelVersion.objects.select_for_update().get(pk=version.pk)
         if target.status == ModelVersion.Status.PRODUCTION:
             raise RegistryConflict(f"{target} is already in production")
         if target.artifacts_deleted_at:
             raise RegistryConflict(f"{target}'s artifacts were deleted by retention")
         previous = (
-            ModelVersion.objects.select_for_update().filter(model=model, status=ModelVersion.Status.PRODUCTION).first()
+            ModelVersion.objects.select_for_update()
+            .filter(model_id=version.model_id, status=ModelVersion.Status.PRODUCTION)
+            .first()
         )
         if previous is not None:
             previous.status = ModelVersion.Status.ARCHIVED
@@ -190,26 +199,11 @@ def promote_version(
         target.load_error, target.load_error_at = "", None
         target.save(update_fields=["status", "load_error", "load_error_at"])
         deployment = Deployment.objects.create(
-            model=model,
-            from_version=previous,
-            to_version=target,
-            action=action,
-            actor=actor,
-            approved_by=approved_by,
-            reason=reason,
-            succeeded=True,
-            smoke_test=smoke,
+            model_id=version.model_id, from_version=previous, to_version=target, succeeded=True, **record
         )
         transaction.on_commit(
             lambda: version_promoted.send(sender=ModelVersion, version=target, previous=previous, deployment=deployment)
         )
-    logger.info(
-        "registry.promoted model=%s action=%s from=%s to=%s",
-        model.name,
-        action,
-        previous and previous.semantic_label,
-        target.semantic_label,
-    )
     return deployment
 
 

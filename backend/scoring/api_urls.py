@@ -1,7 +1,7 @@
 from django.urls import path
 
-from backend.scoring import views
+from backend.scoring import api
 
 urlpatterns = [
-    path("tabular/predictions/", views.TabularPredictions.as_view(), name="api-tabular-predictions"),
+    path("tabular/predictions/", api.TabularPredictions.as_view(), name="api-tabular-predictions"),
 ]

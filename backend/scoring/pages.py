@@ -8,9 +8,9 @@ from django.conf import settings
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from backend.detection.services import Requester, model_info
 from backend.scoring import services
 from backend.scoring.models import TabularPrediction
+from backend.serving.services import Requester, model_info
 from mlops.exceptions import MlopsError, NotFound
 
 

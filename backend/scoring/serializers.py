@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from backend.detection.serializers import ModelRefSerializer
+from backend.serving.serializers import ModelRefSerializer
 
 MAX_RECORDS_PER_CALL = 1000
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from backend.detection.services import Requester
-from backend.detection.serving import ServingVersion, inference_slot, served_model
 from backend.scoring.models import TabularPrediction
+from backend.serving.loading import ServingVersion
+from backend.serving.services import Requester, inference_slot, served_model
 
 logger = logging.getLogger(__name__)
 

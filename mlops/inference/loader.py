@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,16 @@ logger = logging.getLogger(__name__)
 DETECTION = "detection"
 TABULAR = "tabular"
 SAMPLE_SIZE = (480, 640)  # height, width of the synthetic smoke-test image
+
+# The artifact roles a predictor is built from, per kind, in order of preference: ONNX first; the
+# source format only for a version without ONNX (it imports torch or xgboost into the process).
+ROLE_PREFERENCE = {
+    DETECTION: (("onnx",), ("weights",)),
+    TABULAR: (("onnx",), ("xgboost",)),
+}
+# Every file a serving process may ever load for a version: what promotion verifies.
+SERVING_ROLES = (*dict.fromkeys(role for choices in ROLE_PREFERENCE.values() for roles in choices for role in roles),
+                 "feature_schema")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,20 @@ def load_predictor(
             return XGBoostScorer(files["xgboost"], schema, class_names, intra_op_threads=threads)
         raise MlopsError("The version has neither an ONNX file nor an XGBoost model.", code="model_load_failed")
     raise MlopsError(f"Unknown model kind {kind!r}.", code="model_load_failed")
+
+
+def serving_roles(kind: str, available: Collection[str], metadata: Mapping) -> list[str]:
+    """The roles of the files `load_predictor` will build this version from ([] when none is complete).
+
+    A tabular version whose metadata lacks its feature schema needs the schema file too.
+    """
+    for roles in ROLE_PREFERENCE.get(kind, ()):
+        if all(role in available for role in roles):
+            wanted = list(roles)
+            if kind == TABULAR and not metadata.get("feature_schema") and "feature_schema" in available:
+                wanted.append("feature_schema")
+            return wanted
+    return []
 
 
 def load_checked_predictor(kind: str, files: Mapping[str, Path], metadata: Mapping, **options):

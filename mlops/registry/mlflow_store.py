@@ -327,7 +327,7 @@ class MlflowModelRegistry:
     def fetch(self, info: ModelVersionInfo, roles: list[str] | None = None, *, verify: bool = True) -> dict[str, Path]:
         """Local, sha256-verified paths of the version's artifacts (all roles by default)."""
         wanted = [role for role in (roles or info.artifacts) if role in info.artifacts]
-        cache = Path(self.config.model_cache_dir) / info.name / str(info.version)
+        cache = self.config.version_cache_dir(info.name, info.version)
         return {role: fetch_artifact(info.artifacts[role], cache, verify=verify) for role in wanted}
 
     def load(self, name: str, version: int | None = None, *, alias: str | None = PRODUCTION_ALIAS):

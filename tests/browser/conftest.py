@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.detection.tests.support import register_and_promote, train_tiny_detector
+from tests.factories import VersionFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -15,11 +15,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-@pytest.fixture(scope="session")
-def trained_detector(tmp_path_factory):
-    return train_tiny_detector(tmp_path_factory.mktemp("trained-detector"))
 
 
 @pytest.fixture
@@ -42,8 +37,7 @@ def browser(monkeypatch):
 @pytest.fixture
 def served_detector(trained_detector, unique_name, settings):
     settings.DEFAULT_DETECTION_MODEL = unique_name
-    settings.API_ANON_RATE = "100000/min"
-    return register_and_promote(unique_name, "detection", trained_detector.files, metrics={"mAP50": 0.5})
+    return VersionFactory(name=unique_name, files=trained_detector.files, promoted=True)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from backend.detection.models import Detection, Feedback
-from backend.detection.tests.support import image_bytes
+from tests.support import image_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

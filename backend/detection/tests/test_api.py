@@ -17,9 +17,9 @@ from rest_framework.test import APIClient
 
 from backend.core.mlops_config import mlops_config
 from backend.detection.models import Detection, Feedback
-from backend.detection.tests.support import image_bytes, synthetic_photo, ultralytics_asset
 from mlops.inference.detector import OnnxDetector
 from mlops.inference.images import decode_image
+from tests.support import image_bytes, synthetic_photo, ultralytics_asset
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -215,9 +215,9 @@ def test_no_production_version_and_wrong_kind_are_clear(model_files, unique_name
     assert waiting.json()["error"]["code"] == "no_production_version"
     assert unique_name in waiting.json()["error"]["message"]
 
-    from backend.detection.tests.support import register_and_promote
+    from tests.factories import VersionFactory
 
-    register_and_promote(f"{unique_name}-tab", "tabular", tabular)
+    VersionFactory(name=f"{unique_name}-tab", kind="tabular", files=tabular, metrics={}, promoted=True)
     wrong = upload(client, photo, model=f"{unique_name}-tab")
     assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "wrong_model_kind"
     assert Detection.objects.count() == 0
@@ -328,10 +328,12 @@ def test_anonymous_predictions_are_throttled(serve_detector, settings):
 
 # -- model info ---------------------------------------------------------------------------------------------
 def test_model_info_for_both_kinds_and_the_compat_route(serve_detector, model_files, unique_name, settings):
-    from backend.detection.tests.support import register_and_promote
+    from tests.factories import VersionFactory
 
     detector = serve_detector(0)
-    tabular = register_and_promote(f"{unique_name}-tab", "tabular", model_files["tabular"][0], metrics={"f1": 0.9})
+    tabular = VersionFactory(
+        name=f"{unique_name}-tab", kind="tabular", files=model_files["tabular"][0], metrics={"f1": 0.9}, promoted=True
+    )
     client = APIClient()
 
     info = client.get(f"/api/v1/models/{unique_name}/info/").json()

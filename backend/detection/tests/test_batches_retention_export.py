@@ -18,8 +18,8 @@ from rest_framework.test import APIClient
 
 from backend.detection.models import Batch, Detection
 from backend.detection.tasks import purge_old_images
-from backend.detection.tests.support import image_bytes, synthetic_photo
 from tests.helpers import wait_until
+from tests.support import image_bytes, synthetic_photo
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

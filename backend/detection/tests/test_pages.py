@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from backend.detection.models import Detection
-from backend.detection.tests.support import image_bytes, synthetic_photo
+from tests.support import image_bytes, synthetic_photo
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -57,12 +57,12 @@ def test_history_shows_this_browser_s_detections_with_feedback_controls(serve_de
 
 
 def test_admin_lists_the_prediction_logs(serve_detector, model_files, unique_name, admin_user):
-    from backend.detection.tests.support import register_and_promote
     from backend.scoring.models import TabularPrediction
+    from tests.factories import VersionFactory
 
     serve_detector(0)
     tabular = model_files["tabular"][0]
-    register_and_promote(f"{unique_name}-tab", "tabular", tabular)
+    VersionFactory(name=f"{unique_name}-tab", kind="tabular", files=tabular, metrics={}, promoted=True)
     client = Client()
     client.force_login(admin_user)
     answer = client.post("/api/v1/detections/", {"image": SimpleUploadedFile("a.png", image_bytes(synthetic_photo()))})

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backend.detection.feedback_export import export_feedback
+from backend.detection.services.feedback_export import export_feedback
 from mlops.exceptions import MlopsError
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend.detection.models import Detection, Feedback
-from backend.detection.services import DEFAULT_CONF, stored_image
+from backend.detection.services.detect import DEFAULT_CONF
+from backend.detection.services.pictures import stored_image
 from backend.registry.models import RegisteredModel
-from mlops.exceptions import MlopsError, NotFound
+from mlops.exceptions import MlopsError, ModelNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def export_feedback(model_name: str, directory: Path) -> FeedbackExport:
     """Write images/, labels/, data.yaml and manifest.json under `directory` for the model's judged detections."""
     model = RegisteredModel.objects.filter(name=model_name).first()
     if model is None:
-        raise NotFound(f"There is no registered model named {model_name!r}.", code="model_not_found")
+        raise ModelNotFound(model_name)
     latest = model.versions.order_by("-version").first()
     class_names = list((latest.metadata or {}).get("class_names") or model.class_names) if latest else []
     images_dir, labels_dir = directory / "images", directory / "labels"

@@ -1,7 +1,7 @@
 """The models this process serves: one hot-swapped holder per process, shared by every thread.
 
 Per request the holder only compares the model's serving generation (a Redis GET, see
-backend.registry.serving) with the one it loaded. When it moved, the production version is read
+backend.serving.generation) with the one it loaded. When it moved, the production version is read
 from the database, its serving artifacts are fetched and sha256-verified, and the predictor is
 built (ONNX preferred) and warmed up beside the old one before the reference is swapped.
 Requests in flight keep the ServedModel they started with. A version that fails to load leaves
@@ -15,31 +15,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from backend.core.mlops_config import mlops_config
-from backend.registry.models import ModelVersion, RegisteredModel
-from backend.registry.serving import serving_generation
-from mlops.exceptions import InvalidInput, MlopsError, ModelUnavailable, NotFound
-from mlops.inference.serving import ModelServer, ServedModel
-from mlops.registry.artifacts import fetch_artifact
-from mlops.registry.entities import ArtifactRole
+from backend.registry.artifacts import serving_files
+from backend.registry.models import ModelVersion, model_ref
+from backend.serving.generation import serving_generation
+from mlops.exceptions import MlopsError, ModelUnavailable
+from mlops.inference.loader import load_predictor, sample_image
+from mlops.inference.serving import ModelServer
 
 logger = logging.getLogger(__name__)
-
-# What a predictor needs, per kind, in order of preference: ONNX first; the source format only
-# for a version without ONNX (it imports torch or xgboost into this process).
-_ROLE_CHOICES = {
-    "detection": ((ArtifactRole.ONNX,), (ArtifactRole.WEIGHTS,)),
-    "tabular": ((ArtifactRole.ONNX,), (ArtifactRole.XGBOOST,)),
-}
 
 
 @dataclass(frozen=True)
@@ -54,7 +43,7 @@ class ServingVersion:
     metadata: dict = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict:
-        return {"name": self.model_name, "version": self.version, "label": self.label}
+        return model_ref(self.model_name, self.version, self.label)
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.label} (#{self.version})"
@@ -75,36 +64,6 @@ def production_version(model_name: str) -> ModelVersion:
     return version
 
 
-def raise_if_training(model_name: str) -> None:
-    """503 naming the training job when the model's first version is still being trained."""
-    from backend.training.models import TrainingJob
-
-    active = [TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING]
-    job = TrainingJob.objects.filter(model_name=model_name, status__in=active).order_by("created_at").first()
-    if job is not None:
-        raise ModelUnavailable(
-            f"{model_name!r} has no version in production yet: training job #{job.pk} is {job.status}"
-            f" ({job.progress_text()}); follow it at /training/jobs/{job.pk}/ and try again when it is done.",
-            code="model_training",
-            details={"model": model_name, "training_job": job.pk, "status": job.status},
-        )
-
-
-def serving_files(version: ModelVersion) -> dict[str, Path]:
-    """The version's serving artifacts as local, sha256-verified paths (only the ones it will load)."""
-    if version.artifacts_deleted_at:
-        raise NotFound(f"{version}'s artifacts were deleted by retention.", code="artifact_missing")
-    cache_dir = Path(mlops_config().model_cache_dir) / version.model.name / str(version.version)
-    for roles in _ROLE_CHOICES.get(version.model.kind, ()):
-        if all(version.artifact(role) is not None for role in roles):
-            files = {str(role): fetch_artifact(version.artifact(role), cache_dir) for role in roles}
-            schema = version.artifact(ArtifactRole.FEATURE_SCHEMA)
-            if version.model.kind == "tabular" and schema and not version.metadata.get("feature_schema"):
-                files[str(ArtifactRole.FEATURE_SCHEMA)] = fetch_artifact(schema, cache_dir)
-            return files
-    raise NotFound(f"{version} has no servable artifact.", code="artifact_missing")
-
-
 class VersionLoadFailed(ModelUnavailable):
     """A production version could not be loaded; `version` names it for the failure hook."""
 
@@ -120,8 +79,6 @@ def load_production(model_name: str):
 
     Runs in the holder's loading thread, which owns its database connection: closed on the way out.
     """
-    from mlops.inference.loader import load_predictor
-
     try:
         version = production_version(model_name)
         info = ServingVersion(
@@ -157,8 +114,6 @@ def warm_up(predictor) -> None:
 
     The full smoke test already ran when the version was promoted, on files with the same sha256.
     """
-    from mlops.inference.loader import sample_image
-
     if predictor.kind == "detection":
         predictor.predict(sample_image())
     else:
@@ -197,9 +152,6 @@ def model_server() -> ModelServer:
     return _server
 
 
-_known_models: set[str] = set()
-
-
 def preload_default_models() -> threading.Thread:
     """Load the default detector and tabular model in the background (web worker start-up, gunicorn.conf.py).
 
@@ -223,58 +175,3 @@ def preload_default_models() -> threading.Thread:
     thread = threading.Thread(target=run, name="serving-preload", daemon=True)
     thread.start()
     return thread
-
-
-def served_model(model_name: str, kind: str) -> ServedModel:
-    """The served model to answer this request with (its version stays fixed for the request).
-
-    Raises NotFound for a model the registry does not know (checked until it served once, so that
-    made-up names never reach the holder) and ModelUnavailable when nothing is in production.
-    """
-    if model_name not in _known_models and not RegisteredModel.objects.filter(name=model_name).exists():
-        raise_if_training(model_name)
-        raise NotFound(f"There is no registered model named {model_name!r}.", code="model_not_found")
-    try:
-        served = model_server().get(model_name)
-    except ModelUnavailable:
-        raise_if_training(model_name)
-        production_version(model_name)  # raises the clear "nothing in production yet" error
-        raise
-    _known_models.add(model_name)
-    version: ServingVersion = served.version
-    if version.kind != kind:
-        raise InvalidInput(
-            f"{model_name!r} is a {version.kind} model, not a {kind} model.",
-            code="wrong_model_kind",
-            details={"model": model_name, "kind": version.kind},
-        )
-    return served
-
-
-# -- concurrent predictions -------------------------------------------------------------------------
-# ONNX Runtime keeps the activations of every run that was ever concurrent in its arena, so each extra
-# simultaneous predict of a 640-px detector adds tens of MB to the process for good, and one run
-# already spreads over every core. SERVING_CONCURRENT_PREDICTIONS caps them per model and process:
-# 1 (the default) bounds a process's memory at one run's activations while its other threads decode
-# and answer; 0 leaves it to the web server's threads.
-_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_slots_lock = threading.Lock()
-
-
-def _slot_count() -> int:
-    return settings.SERVING_CONCURRENT_PREDICTIONS
-
-
-@contextmanager
-def inference_slot(predictor):
-    """Hold one of the predictor's slots (SERVING_CONCURRENT_PREDICTIONS; 0: no limit) while predicting."""
-    count = _slot_count()
-    if count <= 0:
-        yield
-        return
-    semaphore = _slots.get(predictor)
-    if semaphore is None:
-        with _slots_lock:
-            semaphore = _slots.setdefault(predictor, threading.BoundedSemaphore(count))
-    with semaphore:
-        yield

@@ -1,9 +1,9 @@
 """Detection REST API: upload an image, read it back with boxes drawn or as a heatmap, give feedback, batches.
 
-Access (see backend.detection.permissions): predictions are open to anonymous callers, throttled
-at API_ANON_RATE; listing past detections needs a login (users see their own, staff see all); a
-single detection or batch is reachable by whoever holds its id, a random UUID returned only to
-the caller who created it.
+Access (backend.detection.permissions, backend.serving.throttling): predictions are open to
+anonymous callers, throttled at API_ANON_RATE; listing past detections needs a login (users see
+their own, staff see all); a single detection or batch is reachable by whoever holds its id, a
+random UUID returned only to the caller who created it.
 """
 
 from __future__ import annotations
@@ -24,21 +24,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.core.responses import after_response
-from backend.detection import batches, services
+from backend.core.serializers import ErrorResponseSerializer
 from backend.detection.models import Batch, Detection, Source
-from backend.detection.permissions import AnonPredictionThrottle, CreateOpenListSignedIn
+from backend.detection.permissions import CreateOpenListSignedIn
 from backend.detection.serializers import (
     BatchRequestSerializer,
     BatchSerializer,
     CompatPredictRequestSerializer,
     DetectionRequestSerializer,
     DetectionSerializer,
-    ErrorResponseSerializer,
     FeedbackRequestSerializer,
     FeedbackSerializer,
-    ModelInfoSerializer,
 )
-from backend.detection.services import Requester
+from backend.detection.services import batches, detect, feedback, pictures
+from backend.serving.serializers import ModelInfoSerializer
+from backend.serving.services import Requester, model_info
+from backend.serving.throttling import AnonPredictionThrottle
 
 ERRORS = {
     400: OpenApiResponse(ErrorResponseSerializer, description="Invalid input; the body names the field."),
@@ -98,19 +99,21 @@ def _min_confidence(request) -> float:
     return value
 
 
-def _detect_from(request, serializer_class, file_field: str, *, source: str, started: float) -> Detection:
+def _params(data: dict) -> detect.DetectionParams:
+    return detect.DetectionParams(conf=data["conf"], iou=data["iou"], max_det=data["max_det"])
+
+
+def _detect_from(request, serializer_class, file_field: str, *, source: str, started: float) -> detect.DetectionResult:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
-    params = serializer.validated_data
-    upload = params[file_field]
-    services.check_upload_size(upload.size)
-    return services.detect_image(
+    data = serializer.validated_data
+    upload = data[file_field]
+    detect.check_upload_size(upload.size)
+    return detect.detect_image(
         upload.read(),
         filename=upload.name or "",
-        model_name=params.get("model") or settings.DEFAULT_DETECTION_MODEL,
-        conf=params["conf"],
-        iou=params["iou"],
-        max_det=params["max_det"],
+        model_name=data.get("model") or settings.DEFAULT_DETECTION_MODEL,
+        params=_params(data),
         requester=Requester.from_request(request),
         source=source,
         started=started,
@@ -118,10 +121,11 @@ def _detect_from(request, serializer_class, file_field: str, *, source: str, sta
     )
 
 
-def _answer(detection: Detection, status_code: int) -> Response:
+def _answer(result: detect.DetectionResult, status_code: int) -> Response:
     """The detection's JSON now; its prediction log written right after the answer went out."""
-    response = Response(DetectionSerializer(detection).data, status=status_code)
-    return after_response(response, detection.write_log, what=f"detection log {detection.pk}")
+    body = DetectionSerializer(result.detection, context={"served_version": result.version}).data
+    response = Response(body, status=status_code)
+    return after_response(response, result.write_log, what=f"detection log {result.detection.pk}")
 
 
 class DetectionListCreate(TimedView):
@@ -142,8 +146,8 @@ class DetectionListCreate(TimedView):
     )
     def post(self, request):
         source = Source.WEB if request.headers.get("X-Modelyard-Client") == "web" else Source.API
-        detection = _detect_from(request, DetectionRequestSerializer, "image", source=source, started=self.started)
-        return _answer(detection, status.HTTP_201_CREATED)
+        result = _detect_from(request, DetectionRequestSerializer, "image", source=source, started=self.started)
+        return _answer(result, status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="detections_list",
@@ -185,7 +189,7 @@ class DetectionAnnotated(PictureView):
         description="The image with its boxes drawn (410 once retention deleted the image).",
     )
     def get(self, request, pk):
-        png = services.annotated_png(_detection(pk), _min_confidence(request))
+        png = pictures.annotated_png(_detection(pk), _min_confidence(request))
         return HttpResponse(png, content_type="image/png")
 
 
@@ -196,7 +200,7 @@ class DetectionHeatmap(PictureView):
         description="Detection confidence density drawn over the image.",
     )
     def get(self, request, pk):
-        png = services.heatmap_png(_detection(pk), _min_confidence(request))
+        png = pictures.heatmap_png(_detection(pk), _min_confidence(request))
         return HttpResponse(png, content_type="image/png")
 
 
@@ -206,7 +210,7 @@ class DetectionImage(PictureView):
         description="The image as the model saw it (EXIF orientation applied, 8-bit RGB), as JPEG.",
     )
     def get(self, request, pk):
-        response = HttpResponse(services.image_jpeg(_detection(pk)), content_type="image/jpeg")
+        response = HttpResponse(pictures.image_jpeg(_detection(pk)), content_type="image/jpeg")
         response["Cache-Control"] = "private, max-age=3600"
         return response
 
@@ -217,7 +221,7 @@ class DetectionThumbnail(PictureView):
         description="A small JPEG of the image (longest side 320 px).",
     )
     def get(self, request, pk):
-        response = HttpResponse(services.thumbnail_bytes(_detection(pk)), content_type="image/jpeg")
+        response = HttpResponse(pictures.thumbnail_bytes(_detection(pk)), content_type="image/jpeg")
         response["Cache-Control"] = "private, max-age=86400"
         return response
 
@@ -238,7 +242,7 @@ class DetectionFeedback(APIView):
         serializer = FeedbackRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        feedback = services.record_feedback(
+        verdict = feedback.record_feedback(
             detection,
             verdict=data["verdict"],
             box_index=data.get("box_index"),
@@ -247,7 +251,7 @@ class DetectionFeedback(APIView):
             comment=data.get("comment", ""),
             requester=Requester.from_request(request),
         )
-        return Response(FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)
+        return Response(FeedbackSerializer(verdict).data, status=status.HTTP_201_CREATED)
 
 
 # -- batches ----------------------------------------------------------------------------------------
@@ -274,9 +278,7 @@ class BatchListCreate(APIView):
         batch = batches.create_batch(
             data["files"],
             model_name=data.get("model") or settings.DEFAULT_DETECTION_MODEL,
-            conf=data["conf"],
-            iou=data["iou"],
-            max_det=data["max_det"],
+            params=_params(data),
             requester=Requester.from_request(request),
         )
         return Response(BatchSerializer(batch).data, status=status.HTTP_202_ACCEPTED)
@@ -341,17 +343,6 @@ class BatchResultsCsv(PictureView):
         return response
 
 
-# -- models -----------------------------------------------------------------------------------------
-class ModelInfo(APIView):
-    """What a client needs to call a model: production version, its metrics, classes or features, input size."""
-
-    permission_classes = [AllowAny]
-
-    @extend_schema(responses={200: ModelInfoSerializer, 404: ERRORS[404]})
-    def get(self, request, name):
-        return Response(services.model_info(name))
-
-
 # -- compatibility with the clients of the system this product replaces ------------------------------
 class CompatPredict(TimedView):
     """POST /predict: multipart field `file`; the same JSON as POST /api/v1/detections/ (status 200)."""
@@ -367,10 +358,10 @@ class CompatPredict(TimedView):
         tags=["compatibility"],
     )
     def post(self, request):
-        detection = _detect_from(
+        result = _detect_from(
             request, CompatPredictRequestSerializer, "file", source=Source.COMPAT, started=self.started
         )
-        return _answer(detection, status.HTTP_200_OK)
+        return _answer(result, status.HTTP_200_OK)
 
 
 class CompatModelInfo(APIView):
@@ -380,4 +371,4 @@ class CompatModelInfo(APIView):
 
     @extend_schema(operation_id="compat_model_info", responses={200: ModelInfoSerializer}, tags=["compatibility"])
     def get(self, request):
-        return Response(services.model_info(settings.DEFAULT_DETECTION_MODEL))
+        return Response(model_info(settings.DEFAULT_DETECTION_MODEL))

@@ -15,14 +15,16 @@ import zipfile
 from functools import partial
 from pathlib import PurePosixPath
 
+from celery import current_app
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from backend.detection.models import Batch, Detection, Source
-from backend.detection.services import Requester, detect_image
+from backend.detection.services.detect import DetectionParams, detect_image
 from backend.registry.models import RegisteredModel
-from mlops.exceptions import InputTooLarge, InvalidInput, MlopsError, ModelUnavailable, NotFound
+from backend.serving.services import Requester
+from mlops.exceptions import InputTooLarge, InvalidInput, MlopsError, ModelNotFound, ModelUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -104,21 +106,19 @@ def _expand(uploads) -> list[tuple[str, bytes]]:
     return images
 
 
-def create_batch(uploads, *, model_name: str, conf: float, iou: float, max_det: int, requester: Requester) -> Batch:
+def create_batch(uploads, *, model_name: str, params: DetectionParams, requester: Requester) -> Batch:
     """Store the batch's images and its row, then enqueue its task; refuses bad uploads before any write."""
-    from backend.detection.tasks import run_batch
-
     model = RegisteredModel.objects.filter(name=model_name).first()
     if model is None:
-        raise NotFound(f"There is no registered model named {model_name!r}.", code="model_not_found")
+        raise ModelNotFound(model_name)
     if model.kind != RegisteredModel.Kind.DETECTION:
         raise InvalidInput(f"{model_name!r} is a {model.kind} model, not a detector.", code="wrong_model_kind")
     images = _expand(uploads)
     batch = Batch(
         model_name=model_name,
-        conf=conf,
-        iou=iou,
-        max_det=max_det,
+        conf=params.conf,
+        iou=params.iou,
+        max_det=params.max_det,
         total=len(images),
         user=requester.user,
         session_key=requester.session_key,
@@ -139,7 +139,8 @@ def create_batch(uploads, *, model_name: str, conf: float, iou: float, max_det: 
             default_storage.delete(path)
         raise
     try:
-        result = run_batch.delay(batch_id=str(batch.id))
+        # By name: the task module imports this one (detection.tasks runs run_batch below).
+        result = current_app.send_task("detection.run_batch", kwargs={"batch_id": str(batch.id)})
     except Exception as exc:
         Batch.objects.filter(pk=batch.pk).update(
             status=Batch.Status.FAILED, error=f"could not be queued: {exc}", finished_at=timezone.now()
@@ -195,9 +196,7 @@ def _run_one(batch: Batch, item: dict, requester: Requester) -> dict | None:
             data,
             filename=item["filename"],
             model_name=batch.model_name,
-            conf=batch.conf,
-            iou=batch.iou,
-            max_det=batch.max_det,
+            params=DetectionParams(conf=batch.conf, iou=batch.iou, max_det=batch.max_det),
             requester=requester,
             source=Source.BATCH,
             batch=batch,
@@ -232,7 +231,7 @@ def batch_results(batch: Batch) -> list[dict]:
                     "filename": name,
                     "status": "done",
                     "detection_id": str(detection.pk),
-                    "model": {"name": version.model.name, "version": version.version, "label": version.semantic_label},
+                    "model": version.ref(),
                     "image": {"width": detection.width, "height": detection.height},
                     "boxes": detection.boxes,
                     "latency_ms": detection.latency_ms,

@@ -7,11 +7,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend.detection.permissions import AnonPredictionThrottle
-from backend.detection.serializers import ErrorResponseSerializer
-from backend.detection.services import Requester
+from backend.core.serializers import ErrorResponseSerializer
 from backend.scoring import services
 from backend.scoring.serializers import ScoreRequestSerializer, ScoreResponseSerializer
+from backend.serving.services import Requester
+from backend.serving.throttling import AnonPredictionThrottle
 
 
 class TabularPredictions(APIView):

@@ -1,5 +1,5 @@
-"""Test support shared by the serving tests and the browser test: real images, a detector trained on
-synthetic shapes (once per process), and registering + promoting versions through the registry."""
+"""Test support shared by the serving tests and the browser test: real images, and a detector trained
+on synthetic shapes (once per process)."""
 
 from __future__ import annotations
 
@@ -86,13 +86,3 @@ def _train(directory: Path) -> TrainedDetector:
     exported.replace(onnx)
     files = DetectorFiles(weights=weights, onnx=onnx, class_names=list(DETECTION_CLASSES), imgsz=TRAIN_IMGSZ)
     return TrainedDetector(files=files, samples=tuple(sorted((held_out / "images").iterdir())))
-
-
-def register_and_promote(name: str, kind: str, files, *, metrics: dict | None = None):
-    """Register `files` (tests.models DetectorFiles / TabularFiles) as a new version and promote it."""
-    from backend.registry.services import promote_version, register_from_files
-
-    version = register_from_files(name, kind, files.files(), metrics=metrics or {}, metadata=files.metadata)
-    promote_version(version, reason="test")
-    version.refresh_from_db()
-    return version

@@ -18,13 +18,14 @@ import requests
 from django.db import connection
 from rest_framework.test import APIClient
 
-from backend.detection.serving import model_server, preload_default_models
-from backend.detection.tests.support import image_bytes, register_and_promote, synthetic_photo
 from backend.registry.models import ModelVersion, RegisteredModel
 from backend.registry.services import promote_version, register_from_files, rollback_model
+from backend.serving.loading import model_server, preload_default_models
 from mlops.registry.artifacts import local_path_of
+from tests.factories import VersionFactory
 from tests.helpers import wait_until
 from tests.services import free_port
+from tests.support import image_bytes, synthetic_photo
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -111,12 +112,16 @@ def test_promotions_and_rollbacks_under_concurrent_load(live_server, model_files
 
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(model_files, unique_name, settings):
     settings.DEFAULT_DETECTION_MODEL = unique_name
-    old = register_and_promote(unique_name, "detection", model_files["detectors"][0])
+    old = VersionFactory(
+        name=unique_name, kind="detection", files=model_files["detectors"][0], metrics={}, promoted=True
+    )
     client = APIClient()
     photo = image_bytes(synthetic_photo(64, 48))
     assert client.post("/api/v1/detections/", {"image": _file(photo)}).json()["model"]["version"] == old.version
 
-    new = register_and_promote(unique_name, "detection", model_files["detectors"][1])  # passes its smoke test
+    new = VersionFactory(
+        name=unique_name, kind="detection", files=model_files["detectors"][1], metrics={}, promoted=True
+    )  # passes its smoke test
     stored = local_path_of(new.artifacts["onnx"]["uri"])
     stored.write_bytes(b"not an onnx model any more" + stored.read_bytes()[:100])  # corrupted after promotion
 
@@ -140,8 +145,12 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(model_files, un
 def test_preloading_loads_the_default_models_before_any_request(model_files, unique_name, settings):
     settings.DEFAULT_DETECTION_MODEL = unique_name
     settings.DEFAULT_TABULAR_MODEL = f"{unique_name}-tab"
-    detector = register_and_promote(unique_name, "detection", model_files["detectors"][0])
-    tabular = register_and_promote(f"{unique_name}-tab", "tabular", model_files["tabular"][0])
+    detector = VersionFactory(
+        name=unique_name, kind="detection", files=model_files["detectors"][0], metrics={}, promoted=True
+    )
+    tabular = VersionFactory(
+        name=f"{unique_name}-tab", kind="tabular", files=model_files["tabular"][0], metrics={}, promoted=True
+    )
     assert unique_name not in model_server().status()
 
     preload_default_models().join(timeout=120)
@@ -153,8 +162,12 @@ def test_preloading_loads_the_default_models_before_any_request(model_files, uni
 
 def test_a_web_worker_started_from_the_procfile_config_loads_models_at_start(model_files, unique_name, tmp_path):
     """gunicorn.conf.py's post_worker_init: the worker loads both models with no request made."""
-    detector = register_and_promote(unique_name, "detection", model_files["detectors"][0])
-    register_and_promote(f"{unique_name}-tab", "tabular", model_files["tabular"][0])
+    detector = VersionFactory(
+        name=unique_name, kind="detection", files=model_files["detectors"][0], metrics={}, promoted=True
+    )
+    VersionFactory(
+        name=f"{unique_name}-tab", kind="tabular", files=model_files["tabular"][0], metrics={}, promoted=True
+    )
     port = free_port()
     env = {
         **os.environ,
@@ -222,9 +235,9 @@ print(json.dumps({"status": [detection.status_code, scored.status_code], "heavy"
 
 
 def test_serving_path_imports_no_training_frameworks(model_files, unique_name, tmp_path):
-    register_and_promote(unique_name, "detection", model_files["detectors"][0])
+    VersionFactory(name=unique_name, kind="detection", files=model_files["detectors"][0], metrics={}, promoted=True)
     tabular = model_files["tabular"][0]
-    register_and_promote(f"{unique_name}-tab", "tabular", tabular)
+    VersionFactory(name=f"{unique_name}-tab", kind="tabular", files=tabular, metrics={}, promoted=True)
     image = tmp_path / "probe.png"
     image.write_bytes(image_bytes(synthetic_photo(64, 64)))
     record = {feature["name"]: feature["mean"] for feature in tabular.feature_schema}
@@ -254,7 +267,7 @@ def _database_url() -> str:
 
 @pytest.mark.parametrize(("slots", "expected"), [(1, 1), (2, 2), (0, 4)])
 def test_concurrent_predictions_per_model_follow_the_setting(settings, model_files, slots, expected):
-    from backend.detection.serving import inference_slot
+    from backend.serving.services import inference_slot
     from mlops.inference.loader import load_predictor
 
     settings.SERVING_CONCURRENT_PREDICTIONS = slots

@@ -1,0 +1,147 @@
+"""Detections: run an image through the production detector and log the prediction.
+
+`detect_image` is the one path every upload takes (API, upload page, /predict, batches): decode
+once, predict on the version the holder hands out, and only then write anything (the upload, then
+the row). A failure before the row exists leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from PIL import Image
+
+from backend.core.mlops_config import mlops_config
+from backend.detection.models import Detection, Source
+from backend.serving.loading import ServingVersion
+from backend.serving.services import Requester, inference_slot, served_model
+from mlops.exceptions import InputTooLarge
+from mlops.inference.features import image_features
+from mlops.inference.images import decode_image
+
+DEFAULT_CONF = 0.25
+DEFAULT_IOU = 0.7
+DEFAULT_MAX_DET = 300
+MAX_MAX_DET = 1000
+
+
+@dataclass(frozen=True)
+class DetectionParams:
+    """The knobs of one detection, as the API and the batches take them."""
+
+    conf: float = DEFAULT_CONF
+    iou: float = DEFAULT_IOU
+    max_det: int = DEFAULT_MAX_DET
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """One answered detection: the (not yet saved, unless logged) row, the version that answered,
+    and the prediction log to write once the answer has gone out."""
+
+    detection: Detection
+    version: ServingVersion
+    write_log: Callable[[], None]
+
+
+def check_upload_size(size: int | None) -> None:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if size is not None and size > limit:
+        raise InputTooLarge(
+            f"The file is {size} bytes; the limit is {limit} bytes.",
+            code="file_too_large",
+            details={"size": size, "limit": limit},
+        )
+
+
+def decode_upload(data: bytes) -> Image.Image:
+    config = mlops_config()
+    return decode_image(data, max_pixels=config.max_image_pixels, max_side=config.max_image_side)
+
+
+def _storage_name(detection_id: uuid.UUID, filename: str, data: bytes) -> str:
+    suffix = PurePath(filename).suffix.lower()
+    if not suffix or len(suffix) > 6 or not suffix[1:].isalnum():
+        suffix = f".{(Image.open(io.BytesIO(data)).format or 'bin').lower()}"
+    day = timezone.now().strftime("%Y/%m/%d")
+    return f"detections/{day}/{detection_id.hex}{suffix}"
+
+
+def detect_image(
+    data: bytes,
+    *,
+    filename: str = "",
+    model_name: str | None = None,
+    params: DetectionParams | None = None,
+    requester: Requester | None = None,
+    source: str = Source.API,
+    batch=None,
+    started: float | None = None,
+    defer_log: bool = False,
+) -> DetectionResult:
+    """Detect objects in uploaded image bytes with the production detector and log the prediction.
+
+    `started` (time.perf_counter()) is when the request arrived; latency is measured from it up to
+    the answer. With `defer_log`, the prediction log (image features, the stored upload, the row)
+    is left to the result's `write_log()`, which the API runs once the answer has been sent: the
+    log costs the caller no latency. Raises InvalidInput / InputTooLarge for bad images,
+    ModelUnavailable when nothing is in production.
+    """
+    started = started if started is not None else time.perf_counter()
+    requester = requester or Requester()
+    params = params or DetectionParams()
+    check_upload_size(len(data))
+    image = decode_upload(data)
+    served = served_model(model_name or settings.DEFAULT_DETECTION_MODEL, "detection")
+    with inference_slot(served.predictor):
+        result = served.predictor.predict(image, conf=params.conf, iou=params.iou, max_det=params.max_det)
+    boxes = [box.to_dict() for box in result.boxes]
+    detection = Detection(
+        model_version_id=served.version.id,
+        source=source,
+        batch=batch,
+        filename=(filename or "")[:255],
+        width=result.width,
+        height=result.height,
+        boxes=boxes,
+        box_count=len(boxes),
+        max_confidence=max((box["confidence"] for box in boxes), default=None),
+        conf=params.conf,
+        iou=params.iou,
+        max_det=params.max_det,
+        inference_ms=round(result.inference_ms, 3),
+        user=requester.user,
+        session_key=requester.session_key,
+    )
+    detection.image.name = _storage_name(detection.id, filename, data)
+    detection.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    answered = DetectionResult(detection, served.version, functools.partial(_write_log, detection, data, image))
+    if not defer_log:
+        answered.write_log()
+    return answered
+
+
+def _write_log(detection: Detection, data: bytes, image: Image.Image) -> None:
+    """Compute the image's features, write the upload, then the row; remove the file if the row fails.
+
+    The thumbnail is made on first request (pictures.thumbnail_bytes): resizing a large photo costs
+    more than the rest of the bookkeeping together, and most uploads are never listed.
+    """
+    detection.features = image_features(image)
+    name = default_storage.save(detection.image.name, ContentFile(data))
+    try:
+        detection.image.name = name
+        detection.save(force_insert=True)
+    except BaseException:
+        default_storage.delete(name)
+        raise

@@ -1,0 +1,25 @@
+"""Model info for API clients: what is in production and what it takes."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.core.serializers import ErrorResponseSerializer
+from backend.serving.serializers import ModelInfoSerializer
+from backend.serving.services import model_info
+
+
+class ModelInfo(APIView):
+    """What a client needs to call a model: production version, its metrics, classes or features, input size."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        responses={
+            200: ModelInfoSerializer,
+            404: OpenApiResponse(ErrorResponseSerializer, description="No such model."),
+        }
+    )
+    def get(self, request, name):
+        return Response(model_info(name))
