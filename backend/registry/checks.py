@@ -3,11 +3,11 @@
 from django.core.checks import Warning, register
 from django.db import DatabaseError
 
+from backend.registry.models import RegisteredModel
+
 
 @register()
 def models_without_production_version(app_configs, **kwargs):
-    from backend.registry.models import RegisteredModel
-
     try:
         names = list(RegisteredModel.objects.exclude(versions__status="production").values_list("name", flat=True))
     except DatabaseError:

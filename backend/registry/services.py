@@ -21,8 +21,10 @@ from backend.registry.artifacts import serving_files
 from backend.registry.models import Deployment, ModelVersion, PromotionRequest, RegisteredModel
 from backend.registry.signals import version_promoted, version_staged
 from mlops.exceptions import InvalidInput, MlopsError, NotFound, SmokeTestFailed
+from mlops.inference.loader import load_predictor, smoke_test
 from mlops.registry.entities import ModelVersionInfo
 from mlops.registry.mlflow_store import MlflowModelRegistry
+from mlops.registry.retention import select_for_deletion
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +118,6 @@ def smoke_test_version(version: ModelVersion) -> dict:
 
     Returns {"ok", "detail", "latency_ms"}; never raises for a bad model.
     """
-    # Imported here: the loader brings ONNX Runtime and NumPy, which the registry's other callers
-    # (admin pages, commands, the API) never need.
-    from mlops.inference.loader import load_predictor, smoke_test
-
     try:
         files = serving_files(version, every_role=True)
         predictor = load_predictor(version.model.kind, files, version.metadata)
@@ -299,8 +297,6 @@ def sync_aliases(model_name: str) -> dict[str, int | None]:
 
 def versions_to_purge(model: RegisteredModel, keep_latest: int) -> list[ModelVersion]:
     """Versions whose artifacts retention may delete: never production, the one before it, or staging."""
-    from mlops.registry.retention import select_for_deletion
-
     stack = model.production_stack()
     protected = set(stack[-2:])
     protected.update(

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backend.registry.services import register_from_files
 from mlops.exceptions import MlopsError
+from mlops.inference.detector import OnnxDetector
 from mlops.registry.entities import ArtifactRole, ModelKind
 
 
@@ -67,8 +68,6 @@ class Command(BaseCommand):
         if options["class_names"]:
             metadata["class_names"] = [name.strip() for name in options["class_names"].split(",")]
         if kind is ModelKind.DETECTION:
-            from mlops.inference.detector import OnnxDetector
-
             if ArtifactRole.ONNX in files:
                 detector = OnnxDetector(files[ArtifactRole.ONNX])
                 metadata.setdefault("class_names", list(detector.class_names))
