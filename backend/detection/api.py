@@ -8,8 +8,6 @@ random UUID returned only to the caller who created it.
 
 from __future__ import annotations
 
-import time
-
 from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -37,6 +35,7 @@ from backend.detection.serializers import (
     FeedbackSerializer,
 )
 from backend.detection.services import batches, detect, feedback, pictures
+from backend.serving.api import TimedView
 from backend.serving.serializers import ModelInfoSerializer
 from backend.serving.services import Requester, model_info
 from backend.serving.throttling import AnonPredictionThrottle
@@ -66,14 +65,6 @@ class ImageRenderer(BaseRenderer):
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         return data
-
-
-class TimedView(APIView):
-    """Marks when the request reached the view, so latency covers parsing the upload too."""
-
-    def initial(self, request, *args, **kwargs):
-        self.started = time.perf_counter()
-        super().initial(request, *args, **kwargs)
 
 
 class PictureView(APIView):

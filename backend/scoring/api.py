@@ -1,28 +1,22 @@
 """Tabular scoring REST API: open to anonymous callers by design, throttled at API_ANON_RATE."""
 
-import time
-
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from backend.core.serializers import ErrorResponseSerializer
 from backend.scoring import services
 from backend.scoring.serializers import ScoreRequestSerializer, ScoreResponseSerializer
+from backend.serving.api import TimedView
 from backend.serving.services import Requester
 from backend.serving.throttling import AnonPredictionThrottle
 
 
-class TabularPredictions(APIView):
+class TabularPredictions(TimedView):
     """Score records with the production version of a tabular model."""
 
     permission_classes = [AllowAny]
     throttle_classes = [AnonPredictionThrottle]
-
-    def initial(self, request, *args, **kwargs):
-        self.started = time.perf_counter()
-        super().initial(request, *args, **kwargs)
 
     @extend_schema(
         request=ScoreRequestSerializer,

@@ -1,4 +1,6 @@
-"""Model info for API clients: what is in production and what it takes."""
+"""What every prediction endpoint shares (the request's start time), and model info for API clients."""
+
+import time
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
@@ -8,6 +10,14 @@ from rest_framework.views import APIView
 from backend.core.serializers import ErrorResponseSerializer
 from backend.serving.serializers import ModelInfoSerializer
 from backend.serving.services import model_info
+
+
+class TimedView(APIView):
+    """Marks when the request reached the view, so a prediction's latency covers parsing the upload too."""
+
+    def initial(self, request, *args, **kwargs):
+        self.started = time.perf_counter()
+        super().initial(request, *args, **kwargs)
 
 
 class ModelInfo(APIView):
