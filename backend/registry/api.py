@@ -42,7 +42,7 @@ class VersionList(generics.ListAPIView):
     serializer_class = ModelVersionSerializer
 
     def get_queryset(self):
-        model = get_object_or_404(RegisteredModel, name=self.kwargs["name"])
+        model = RegisteredModel.objects.named(self.kwargs["name"])
         return model.versions.select_related("model").order_by("-version")
 
 
@@ -65,7 +65,7 @@ class DeploymentList(generics.ListAPIView):
     serializer_class = DeploymentSerializer
 
     def get_queryset(self):
-        model = get_object_or_404(RegisteredModel, name=self.kwargs["name"])
+        model = RegisteredModel.objects.named(self.kwargs["name"])
         return model.deployments.select_related("from_version", "to_version", "actor", "approved_by", "model")
 
 
@@ -132,6 +132,6 @@ class RollbackModel(APIView):
     @extend_schema(request=ReasonSerializer, responses={200: DeploymentSerializer})
     def post(self, request, name: str):
         reason = _reason(request)
-        model = get_object_or_404(RegisteredModel, name=name)
+        model = RegisteredModel.objects.named(name)
         deployment = services.rollback_model(model, actor=request.user, reason=reason)
         return Response(DeploymentSerializer(deployment).data)

@@ -10,12 +10,22 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from mlops.exceptions import ModelNotFound
 from mlops.registry.entities import Artifact, ModelKind
 
 
 def model_ref(name: str, version: int, label: str) -> dict:
     """How answers and prediction logs name the version that made a prediction."""
     return {"name": name, "version": version, "label": label}
+
+
+class RegisteredModelQuerySet(models.QuerySet):
+    def named(self, name: str) -> RegisteredModel:
+        """The model registered under `name`; ModelNotFound (404 on the API) when there is none."""
+        model = self.filter(name=name).first()
+        if model is None:
+            raise ModelNotFound(name)
+        return model
 
 
 class RegisteredModel(models.Model):
@@ -30,6 +40,8 @@ class RegisteredModel(models.Model):
     feature_schema = models.JSONField(default=list, blank=True, help_text="Tabular models: features in model order.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RegisteredModelQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -102,9 +102,7 @@ def inference_slot(predictor):
 # -- model info -------------------------------------------------------------------------------------
 def model_info(model_name: str) -> dict:
     """What a client needs to call a model: production version and metrics, classes or features, input size."""
-    model = RegisteredModel.objects.filter(name=model_name).first()
-    if model is None:
-        raise ModelNotFound(model_name)
+    model = RegisteredModel.objects.named(model_name)
     version = model.versions.filter(status=ModelVersion.Status.PRODUCTION).first()
     production = None
     metadata = model.versions.order_by("-version").values_list("metadata", flat=True).first() or {}

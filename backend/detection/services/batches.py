@@ -24,7 +24,7 @@ from backend.detection.models import Batch, Detection, Source
 from backend.detection.services.detect import DetectionParams, detect_image
 from backend.registry.models import RegisteredModel
 from backend.serving.services import Requester
-from mlops.exceptions import InputTooLarge, InvalidInput, MlopsError, ModelNotFound, ModelUnavailable
+from mlops.exceptions import InputTooLarge, InvalidInput, MlopsError, ModelUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +108,7 @@ def _expand(uploads) -> list[tuple[str, bytes]]:
 
 def create_batch(uploads, *, model_name: str, params: DetectionParams, requester: Requester) -> Batch:
     """Store the batch's images and its row, then enqueue its task; refuses bad uploads before any write."""
-    model = RegisteredModel.objects.filter(name=model_name).first()
-    if model is None:
-        raise ModelNotFound(model_name)
+    model = RegisteredModel.objects.named(model_name)
     if model.kind != RegisteredModel.Kind.DETECTION:
         raise InvalidInput(f"{model_name!r} is a {model.kind} model, not a detector.", code="wrong_model_kind")
     images = _expand(uploads)

@@ -18,7 +18,7 @@ from backend.detection.models import Detection, Feedback
 from backend.detection.services.detect import DEFAULT_CONF
 from backend.detection.services.pictures import stored_image
 from backend.registry.models import RegisteredModel
-from mlops.exceptions import MlopsError, ModelNotFound
+from mlops.exceptions import MlopsError
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +71,7 @@ def yolo_line(class_id: int, xyxyn: list[float]) -> str:
 
 def export_feedback(model_name: str, directory: Path) -> FeedbackExport:
     """Write images/, labels/, data.yaml and manifest.json under `directory` for the model's judged detections."""
-    model = RegisteredModel.objects.filter(name=model_name).first()
-    if model is None:
-        raise ModelNotFound(model_name)
+    model = RegisteredModel.objects.named(model_name)
     latest = model.versions.order_by("-version").first()
     class_names = list((latest.metadata or {}).get("class_names") or model.class_names) if latest else []
     images_dir, labels_dir = directory / "images", directory / "labels"

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from backend.registry.models import RegisteredModel
+from mlops.exceptions import ModelNotFound
 
 
 class Command(BaseCommand):
@@ -11,9 +12,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, name, **options):
         try:
-            model = RegisteredModel.objects.get(name=name)
-        except RegisteredModel.DoesNotExist as exc:
-            raise CommandError(f"no model named {name}") from exc
+            model = RegisteredModel.objects.named(name)
+        except ModelNotFound as exc:
+            raise CommandError(exc.message) from exc
         self.stdout.write(f"{'version':>7}  {'label':<7} {'status':<10} {'created':<16} {'data':<12} metrics")
         for version in model.versions.order_by("-version"):
             metrics = " ".join(f"{key}={value:.3f}" for key, value in version.key_metrics().items())

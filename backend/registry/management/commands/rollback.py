@@ -14,9 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, name, reason, **options):
         try:
-            deployment = rollback_model(RegisteredModel.objects.get(name=name), reason=reason)
-        except RegisteredModel.DoesNotExist as exc:
-            raise CommandError(f"no model named {name}") from exc
+            deployment = rollback_model(RegisteredModel.objects.named(name), reason=reason)
         except MlopsError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(self.style.SUCCESS(f"{name} rolled back to {deployment.to_version}."))
