@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from backend.core import views as core_views
+from backend.core import api as core_api
 
 handler400 = "backend.core.errors.bad_request"
 handler403 = "backend.core.errors.permission_denied"
@@ -18,8 +18,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("health", core_views.health, name="health"),
-    path("health/", core_views.health),
+    path("health", core_api.health, name="health"),
+    path("health/", core_api.health),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

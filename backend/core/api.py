@@ -1,3 +1,5 @@
+"""GET /health for load balancers and operators: the state of the services the product needs."""
+
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
