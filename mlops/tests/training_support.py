@@ -8,18 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops.config import MlopsConfig
+from mlops.config import MlopsConfig, library_env
 
 # What MlopsConfig.apply_process_env and the trainers set for the whole process.
-PROCESS_ENV = (
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_REGISTRY_URI",
-    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION",
-    "MLFLOW_EXPERIMENT_NAME",
-    "YOLO_CONFIG_DIR",
-    "YOLO_OFFLINE",
-    "YOLO_AUTOINSTALL",
-)
+PROCESS_ENV = (*library_env("var", tracking_uri="", registry_uri=""), "MLFLOW_EXPERIMENT_NAME")
 
 
 def store_config(var_dir: Path) -> MlopsConfig:
