@@ -95,9 +95,16 @@ def prepare_dataset(
     return load_prepared(out_dir)
 
 
-def load_prepared(path: Path | str) -> PreparedDataset:
-    """The PreparedDataset behind a folder written by prepare_dataset."""
-    path = Path(path)
+def load_prepared(path: Path | str, *, kind: str | None = None) -> PreparedDataset:
+    """The PreparedDataset behind a folder written by prepare_dataset; refused unless of `kind` when given."""
+    data = _read_prepared(Path(path))
+    if kind is not None and data.kind != kind:
+        raise InvalidInput(f"{path} is a {data.kind} dataset, not a {kind} one", code="kind_mismatch")
+    return data
+
+
+def _read_prepared(path: Path) -> PreparedDataset:
+    """The dataset its manifest describes, with the paths of the files beside it."""
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
         raise NotFound(

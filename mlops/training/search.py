@@ -126,7 +126,7 @@ def search_tabular(
 
     base = TabularParams.resolve(params, params_file)
     settings = SearchSettings.resolve("tabular", {"n_trials": n_trials, "space": space, "pruner": pruner}, params_file)
-    data = _load(dataset_dir, "tabular")
+    data = load_prepared(dataset_dir, kind="tabular")
 
     def run_trial(trial, trial_params: TabularParams, run: TrainingRun, workdir: Path):
         def on_round(done: int, val_loss: float) -> bool:
@@ -183,7 +183,7 @@ def search_detector(
 
     base = DetectorParams.resolve(params, params_file)
     settings = SearchSettings.resolve("detector", {"n_trials": n_trials, "space": space, "pruner": pruner}, params_file)
-    data = _load(dataset_dir, "detection")
+    data = load_prepared(dataset_dir, kind="detection")
 
     def run_trial(trial, trial_params: DetectorParams, run: TrainingRun, workdir: Path):
         state = {"pruned": False}
@@ -418,10 +418,3 @@ def _trial_run(plan: _SearchPlan, parent_run_id: str, number: int, trial_params)
         parent_run_id=parent_run_id,
         tags={"modelyard.model_name": plan.model_name, "modelyard.search": "trial", "trial": number},
     )
-
-
-def _load(dataset_dir: Path | str, kind: str) -> PreparedDataset:
-    data = load_prepared(dataset_dir)
-    if data.kind != kind:
-        raise InvalidInput(f"{dataset_dir} is a {data.kind} dataset, not a {kind} one", code="kind_mismatch")
-    return data
