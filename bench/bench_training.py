@@ -52,15 +52,15 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def run(args: argparse.Namespace, scratch: Path) -> dict:
-    os.environ["YOLO_CONFIG_DIR"] = str(scratch / "ultralytics")
-    os.environ["YOLO_OFFLINE"] = "true"
-    os.environ["YOLO_AUTOINSTALL"] = "false"
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    sys.path.insert(0, str(ROOT))
+    from mlops.config import MlopsConfig, apply_library_env, library_env
+
+    # The libraries' environment with Ultralytics' settings in the scratch folder, whatever the
+    # shell had, and no MLflow target inherited from it (both sides log into the scratch store).
+    apply_library_env(library_env(scratch), override=True)
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME"):
         os.environ.pop(name, None)
-    sys.path.insert(0, str(ROOT))
 
-    from mlops.config import MlopsConfig
     from mlops.data.prepare import SplitSpec, prepare_dataset
     from mlops.data.synthetic import ShapesSpec, generate_shapes
     from mlops.training.params import DetectorParams, load_params_file

@@ -2,13 +2,53 @@
 
 Django builds one from its settings (backend.core.mlops_config); the DVC stages and scripts build
 one from the environment. Nothing in mlops reads django.conf.
+
+`library_env` is the one list of variables MLflow and Ultralytics must be started with;
+`apply_library_env` puts them into the process (settings, stages, trainers and benches call it).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+# Set whatever the process was started with: MLflow must never unpickle, and the store it talks
+# to is ours. The other library variables yield to a value the process already has.
+_ALWAYS_SET = frozenset({"MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"})
+
+
+def ultralytics_dir(var_dir: Path | str) -> Path:
+    """Where Ultralytics keeps its settings: under var/, not ~/.config."""
+    return Path(var_dir) / "ultralytics"
+
+
+def library_env(
+    var_dir: Path | str, tracking_uri: str | None = None, registry_uri: str | None = None
+) -> dict[str, str]:
+    """The variables MLflow and Ultralytics read: no unpickling, downloads or progress bars; state under var_dir."""
+    env = {
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "YOLO_CONFIG_DIR": str(ultralytics_dir(var_dir)),
+        "YOLO_AUTOINSTALL": "false",
+        "YOLO_OFFLINE": "true",
+    }
+    if tracking_uri is not None:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    if registry_uri is not None:
+        env["MLFLOW_REGISTRY_URI"] = registry_uri
+    return env
+
+
+def apply_library_env(env: Mapping[str, str], *, override: bool = False) -> None:
+    """Put `env` into os.environ: the safety switch and URIs always, the rest where unset (all with override)."""
+    for key, value in env.items():
+        if override or key in _ALWAYS_SET:
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -63,7 +103,7 @@ class MlopsConfig:
 
     @property
     def ultralytics_dir(self) -> Path:
-        return Path(self.var_dir) / "ultralytics"
+        return ultralytics_dir(self.var_dir)
 
     def apply_process_env(self) -> None:
         """Point the libraries that read the environment at our directories.
@@ -71,10 +111,4 @@ class MlopsConfig:
         Ultralytics writes settings to ~/.config and runs to ./runs unless told; MLflow must
         never unpickle. Called by every entry point that trains or registers.
         """
-        os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        os.environ.setdefault("YOLO_CONFIG_DIR", str(self.ultralytics_dir))
-        os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-        os.environ.setdefault("YOLO_OFFLINE", "true")
-        os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
-        os.environ["MLFLOW_REGISTRY_URI"] = self.registry_uri
+        apply_library_env(library_env(self.var_dir, self.tracking_uri, self.registry_uri))

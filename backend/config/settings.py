@@ -5,11 +5,12 @@ under var/, Redis on 127.0.0.1). DATABASE_URL, REDIS_URL and MLFLOW_TRACKING_URI
 real servers. `.env.example` lists every variable.
 """
 
-import os
 import secrets
 from pathlib import Path
 
 import environ
+
+from mlops.config import apply_library_env, library_env
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -19,10 +20,9 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-# MLflow must never unpickle: every process that imports settings inherits this.
-os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
-# Progress bars of artifact transfers only clutter worker logs.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# What MLflow and Ultralytics need (never unpickle, stay offline, write under var/): every
+# process that imports settings inherits it.
+apply_library_env(library_env(VAR_DIR))
 
 
 def _secret_key() -> str:
@@ -225,10 +225,6 @@ MLFLOW_REGISTRY_URI = env.str("MLFLOW_REGISTRY_URI", default=MLFLOW_TRACKING_URI
 MLFLOW_ARTIFACT_ROOT = env.str("MLFLOW_ARTIFACT_ROOT", default=str(VAR_DIR / "mlartifacts"))
 MLFLOW_EXPERIMENT = env.str("MLFLOW_EXPERIMENT", default="modelyard")
 MLFLOW_UI_URL = env.str("MLFLOW_UI_URL", default="")
-# Ultralytics writes settings and runs where it is told; point it under var/.
-os.environ.setdefault("YOLO_CONFIG_DIR", str(VAR_DIR / "ultralytics"))
-os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-os.environ.setdefault("YOLO_OFFLINE", "true")
 
 # --- Registry -------------------------------------------------------------------------------
 # When on, promotion to production needs a request by one staff user and approval by another.

@@ -95,9 +95,16 @@ def prepare_dataset(
     return load_prepared(out_dir)
 
 
-def load_prepared(path: Path | str) -> PreparedDataset:
-    """The PreparedDataset behind a folder written by prepare_dataset."""
-    path = Path(path)
+def load_prepared(path: Path | str, *, kind: str | None = None) -> PreparedDataset:
+    """The PreparedDataset behind a folder written by prepare_dataset; refused unless of `kind` when given."""
+    data = _read_prepared(Path(path))
+    if kind is not None and data.kind != kind:
+        raise InvalidInput(f"{path} is a {data.kind} dataset, not a {kind} one", code="kind_mismatch")
+    return data
+
+
+def _read_prepared(path: Path) -> PreparedDataset:
+    """The dataset its manifest describes, with the paths of the files beside it."""
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
         raise NotFound(
@@ -191,18 +198,7 @@ def _prepare_detection(raw_dir: Path, out_dir: Path, info: dict, spec: SplitSpec
         {"kind": "detection", "class_names": names, "files": [[f["path"], f["sha256"]] for f in files]}
     )
     write_dataset_info(out_dir, {**info, "split": _spec_dict(spec)})
-    manifest = {
-        "kind": "detection",
-        "data_version": version,
-        "source": info.get("source"),
-        "class_names": names,
-        "split": _spec_dict(spec),
-        "counts": counts,
-        "files": files,
-    }
-    manifest_path = out_dir / MANIFEST_FILE
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    logger.info("data.prepared kind=detection dest=%s version=%s counts=%s", out_dir, version[:12], counts)
+    _write_manifest(out_dir, info, spec, counts, files, kind="detection", data_version=version, class_names=names)
 
 
 # -- tabular ----------------------------------------------------------------------------------
@@ -235,19 +231,9 @@ def _prepare_tabular(raw_dir: Path, out_dir: Path, info: dict, spec: SplitSpec) 
     class_names = list(info.get("class_names") or [])
     version = _content_hash({"kind": "tabular", "class_names": class_names, "target": target, "splits": content})
     write_dataset_info(out_dir, {**info, "table": None, "split": _spec_dict(spec)})
-    manifest = {
-        "kind": "tabular",
-        "data_version": version,
-        "source": info.get("source"),
-        "class_names": class_names,
-        "target": target,
-        "split": _spec_dict(spec),
-        "counts": counts,
-        "files": files,
-    }
-    manifest_path = out_dir / MANIFEST_FILE
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    logger.info("data.prepared kind=tabular dest=%s version=%s counts=%s", out_dir, version[:12], counts)
+    _write_manifest(
+        out_dir, info, spec, counts, files, kind="tabular", data_version=version, class_names=class_names, target=target
+    )
 
 
 def _stratified_split(frame, target: str, spec: SplitSpec) -> dict:
@@ -307,6 +293,19 @@ def _frame_digest(frame) -> str:
     digest.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def _write_manifest(out_dir: Path, info: dict, spec: SplitSpec, counts: dict, files: list, **fields) -> None:
+    """The manifest load_prepared reads: kind, data version, source, split, counts and every file's sha256."""
+    manifest = {"source": info.get("source"), "split": _spec_dict(spec), "counts": counts, "files": files, **fields}
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    logger.info(
+        "data.prepared kind=%s dest=%s version=%s counts=%s",
+        fields["kind"],
+        out_dir,
+        fields["data_version"][:12],
+        counts,
+    )
 
 
 def _content_hash(payload: dict) -> str:

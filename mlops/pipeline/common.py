@@ -48,7 +48,6 @@ def report_path(all_params: dict, kind: str) -> Path:
 
 def config() -> MlopsConfig:
     """The ML core's configuration from the environment (VAR_DIR, MLFLOW_*), rooted here."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     built = MlopsConfig.from_env(base_dir=Path.cwd())
     built.apply_process_env()
     return built

@@ -124,66 +124,87 @@ class MlflowModelRegistry:
         its feature schema (ONNX is derived when absent). Logs into `run_id` when given (the
         training run), else into a new run.
         """
-        import mlflow
-
         kind = ModelKind(kind)
-        files = {str(role): Path(path) for role, path in files.items()}
+        files = _existing_files(files)
         metadata = dict(metadata or {})
         metrics = {key: float(value) for key, value in (metrics or {}).items()}
-        for role, path in files.items():
-            if not path.is_file():
-                raise InvalidInput(f"artifact file for {role} does not exist: {path}", code="artifact_missing")
         self.ensure_registered_model(name, kind)
 
         with tempfile.TemporaryDirectory(prefix="register-") as staging_dir:
             staging = Path(staging_dir)
-            if kind is ModelKind.TABULAR:
-                files, metadata = self._prepare_tabular(files, metadata, staging)
-            elif ArtifactRole.ONNX not in files and ArtifactRole.WEIGHTS not in files:
-                raise InvalidInput("a detection version needs ONNX or .pt weights", code="artifact_missing")
-
-            staged: dict[str, Path] = {}
-            for role, source in files.items():
-                target = staging / "files" / _filename_for(role, source)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
-                staged[role] = target
-            metadata_path = staging / "files" / METADATA_FILE
-            metadata_path.write_text(json.dumps(metadata, indent=2, sort_keys=True))
-
-            mlflow.set_tracking_uri(self.config.tracking_uri)
-            mlflow.set_registry_uri(self.config.registry_uri)
-            extra = [*staged.values(), metadata_path]
-            run_kwargs = {"run_id": run_id} if run_id else {"experiment_id": self.experiment_id()}
-            with mlflow.start_run(**run_kwargs, nested=mlflow.active_run() is not None) as run:
-                if not run_id:
-                    mlflow.set_tags({"modelyard.registered_from": "files", TAG_KIND: str(kind)})
-                    if params:
-                        mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
-                    if metrics:
-                        mlflow.log_metrics(metrics)
-                model_info = self._log_flavour(kind, staged, metadata, extra)
-                run_id = run.info.run_id
-
-            location = self.client.get_logged_model(model_info.model_id).artifact_location.rstrip("/")
-            artifacts = {
-                role: Artifact(
-                    role=role,
-                    uri=f"{location}/extra_files/{path.name}",
-                    sha256=sha256_file(path),
-                    size=path.stat().st_size,
-                    filename=path.name,
-                )
-                for role, path in staged.items()
-            }
-            artifacts["metadata"] = Artifact(
-                role="metadata",
-                uri=f"{location}/extra_files/{METADATA_FILE}",
-                sha256=sha256_file(metadata_path),
-                size=metadata_path.stat().st_size,
-                filename=METADATA_FILE,
+            files, metadata = self._complete_files(kind, files, metadata, staging)
+            staged, metadata_path = _stage_files(files, metadata, staging)
+            model_info, run_id = self._log_model(
+                kind, staged, metadata, metadata_path, run_id=run_id, params=params, metrics=metrics
             )
+            artifacts = self._artifact_records(model_info.model_id, {**staged, "metadata": metadata_path})
 
+        version = self._create_version(name, kind, model_info, run_id, artifacts, lineage, metrics, description)
+        logger.info("registry.version_registered name=%s version=%s run=%s", name, version.version, run_id)
+        return self._to_info(version, metadata=metadata)
+
+    def _complete_files(self, kind: ModelKind, files: dict[str, Path], metadata: dict, staging: Path):
+        """Check the kind's required files; a tabular version gets its schema and ONNX derived."""
+        if kind is ModelKind.TABULAR:
+            return self._prepare_tabular(files, metadata, staging)
+        if ArtifactRole.ONNX not in files and ArtifactRole.WEIGHTS not in files:
+            raise InvalidInput("a detection version needs ONNX or .pt weights", code="artifact_missing")
+        return files, metadata
+
+    def _log_model(
+        self,
+        kind: ModelKind,
+        staged: dict[str, Path],
+        metadata: dict,
+        metadata_path: Path,
+        *,
+        run_id: str | None,
+        params: dict[str, object] | None,
+        metrics: dict[str, float],
+    ):
+        """Log the flavour into `run_id`, or into a new run holding params and metrics: (model info, run id)."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.config.tracking_uri)
+        mlflow.set_registry_uri(self.config.registry_uri)
+        extra = [*staged.values(), metadata_path]
+        run_kwargs = {"run_id": run_id} if run_id else {"experiment_id": self.experiment_id()}
+        with mlflow.start_run(**run_kwargs, nested=mlflow.active_run() is not None) as run:
+            if not run_id:
+                mlflow.set_tags({"modelyard.registered_from": "files", TAG_KIND: str(kind)})
+                if params:
+                    mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
+                if metrics:
+                    mlflow.log_metrics(metrics)
+            model_info = self._log_flavour(kind, staged, metadata, extra)
+            return model_info, run.info.run_id
+
+    def _artifact_records(self, model_id: str, staged: dict[str, Path]) -> dict[str, Artifact]:
+        """Where each staged file now lives under the logged model, with the sha256 serving verifies."""
+        location = self.client.get_logged_model(model_id).artifact_location.rstrip("/")
+        return {
+            role: Artifact(
+                role=role,
+                uri=f"{location}/extra_files/{path.name}",
+                sha256=sha256_file(path),
+                size=path.stat().st_size,
+                filename=path.name,
+            )
+            for role, path in staged.items()
+        }
+
+    def _create_version(
+        self,
+        name: str,
+        kind: ModelKind,
+        model_info,
+        run_id: str,
+        artifacts: dict[str, Artifact],
+        lineage: Lineage | None,
+        metrics: dict[str, float],
+        description: str,
+    ):
+        """The registry's version of the logged model, tagged with what _to_info reads back."""
         lineage = lineage or Lineage()
         if not lineage.run_id:
             lineage = Lineage(**{**lineage.to_dict(), "run_id": run_id})
@@ -193,7 +214,7 @@ class MlflowModelRegistry:
             TAG_LINEAGE: json.dumps(lineage.to_dict()),
             TAG_METRICS: json.dumps(metrics),
         }
-        version = self.client.create_model_version(
+        return self.client.create_model_version(
             name,
             model_info.model_uri,
             run_id=run_id,
@@ -201,10 +222,9 @@ class MlflowModelRegistry:
             description=description or None,
             model_id=model_info.model_id,
         )
-        logger.info("registry.version_registered name=%s version=%s run=%s", name, version.version, run_id)
-        return self._to_info(version, metadata=metadata)
 
     def _prepare_tabular(self, files: dict[str, Path], metadata: dict, staging: Path):
+        """Require the XGBoost model and its schema; write the schema file and derive ONNX when absent."""
         if ArtifactRole.XGBOOST not in files:
             raise InvalidInput("a tabular version needs the XGBoost JSON model", code="artifact_missing")
         schema = metadata.get("feature_schema")
@@ -227,52 +247,14 @@ class MlflowModelRegistry:
 
     def _log_flavour(self, kind: ModelKind, staged: dict[str, Path], metadata: dict, extra: list[Path]):
         """Log the MLflow flavour (with signature) that people who only know MLflow can load."""
-        from mlflow.models import ModelSignature
-        from mlflow.types import ColSpec, Schema, TensorSpec
-
         if kind is ModelKind.TABULAR:
-            import mlflow.xgboost
-            import numpy as np
-            import xgboost as xgb
-
-            booster = xgb.Booster()
-            booster.load_model(str(staged[ArtifactRole.XGBOOST]))
-            names = [feature["name"] for feature in metadata["feature_schema"]]
-            booster.feature_names = names
-            signature = ModelSignature(
-                inputs=Schema([ColSpec("double", feature) for feature in names]),
-                outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1))]),
-            )
-            return mlflow.xgboost.log_model(
-                booster,
-                name="model",
-                model_format="json",
-                signature=signature,
-                pip_requirements=_pinned("xgboost"),
-                extra_files=[str(p) for p in extra],
-            )
+            return _log_xgboost(staged[ArtifactRole.XGBOOST], metadata["feature_schema"], extra)
         if ArtifactRole.ONNX in staged:
-            import mlflow.onnx
-            import numpy as np
-            import onnx
+            return _log_onnx(staged[ArtifactRole.ONNX], extra)
+        return self._log_files_only(extra)
 
-            try:
-                model = onnx.load(str(staged[ArtifactRole.ONNX]))
-            except Exception as exc:
-                raise InvalidInput(f"the ONNX file is not a valid ONNX model: {exc}", code="invalid_onnx") from exc
-            inputs = [_tensor_spec(value, TensorSpec, np) for value in model.graph.input]
-            outputs = [_tensor_spec(value, TensorSpec, np) for value in model.graph.output]
-            return mlflow.onnx.log_model(
-                model,
-                name="model",
-                signature=ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs)),
-                save_as_external_data=False,
-                onnx_execution_providers=["CPUExecutionProvider"],
-                pip_requirements=_pinned("onnx", "onnxruntime"),
-                extra_files=[str(p) for p in extra],
-            )
-        # Weights only: no MLflow flavour can load a raw Ultralytics checkpoint without pickle,
-        # so the version is a plain logged model holding the files.
+    def _log_files_only(self, extra: list[Path]) -> _LoggedModelRef:
+        """Weights only: no MLflow flavour loads a raw Ultralytics checkpoint without pickle, so log the files."""
         import mlflow
 
         with tempfile.TemporaryDirectory() as empty:
@@ -387,6 +369,79 @@ class MlflowModelRegistry:
             description=version.description or "",
             created_at=datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC),
         )
+
+
+def _existing_files(files: dict[str, Path | str]) -> dict[str, Path]:
+    """The files by role as paths, each checked to exist before anything is logged."""
+    paths = {str(role): Path(path) for role, path in files.items()}
+    for role, path in paths.items():
+        if not path.is_file():
+            raise InvalidInput(f"artifact file for {role} does not exist: {path}", code="artifact_missing")
+    return paths
+
+
+def _stage_files(files: dict[str, Path], metadata: dict, staging: Path) -> tuple[dict[str, Path], Path]:
+    """Copy the files under their role's name, beside metadata.json: the version's extra_files/."""
+    staged: dict[str, Path] = {}
+    for role, source in files.items():
+        target = staging / "files" / _filename_for(role, source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        staged[role] = target
+    metadata_path = staging / "files" / METADATA_FILE
+    metadata_path.write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    return staged, metadata_path
+
+
+def _log_xgboost(model_path: Path, feature_schema: list[dict], extra: list[Path]):
+    """The xgboost flavour, its signature naming the schema's features (double in, probabilities out)."""
+    import mlflow.xgboost
+    import numpy as np
+    import xgboost as xgb
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    booster = xgb.Booster()
+    booster.load_model(str(model_path))
+    names = [feature["name"] for feature in feature_schema]
+    booster.feature_names = names
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("double", feature) for feature in names]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1))]),
+    )
+    return mlflow.xgboost.log_model(
+        booster,
+        name="model",
+        model_format="json",
+        signature=signature,
+        pip_requirements=_pinned("xgboost"),
+        extra_files=[str(p) for p in extra],
+    )
+
+
+def _log_onnx(onnx_path: Path, extra: list[Path]):
+    """The onnx flavour, its signature read from the graph's inputs and outputs."""
+    import mlflow.onnx
+    import numpy as np
+    import onnx
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    try:
+        model = onnx.load(str(onnx_path))
+    except Exception as exc:
+        raise InvalidInput(f"the ONNX file is not a valid ONNX model: {exc}", code="invalid_onnx") from exc
+    inputs = [_tensor_spec(value, TensorSpec, np) for value in model.graph.input]
+    outputs = [_tensor_spec(value, TensorSpec, np) for value in model.graph.output]
+    return mlflow.onnx.log_model(
+        model,
+        name="model",
+        signature=ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs)),
+        save_as_external_data=False,
+        onnx_execution_providers=["CPUExecutionProvider"],
+        pip_requirements=_pinned("onnx", "onnxruntime"),
+        extra_files=[str(p) for p in extra],
+    )
 
 
 def _pinned(*packages: str) -> list[str]:

@@ -78,6 +78,10 @@ def test_the_validation_report_travels_with_the_dataset(raw, tmp_path):
     prepared = prepare_dataset(raw, tmp_path / "prepared", validation_report=report)
     assert prepared.validation_report.read_text() == report.read_text()
     assert load_prepared(prepared.path) == prepared
+    assert load_prepared(prepared.path, kind="detection") == prepared
+    with pytest.raises(InvalidInput) as refused:
+        load_prepared(prepared.path, kind="tabular")
+    assert refused.value.code == "kind_mismatch"
 
 
 def test_tabular_split_is_stratified_with_a_feature_schema(tmp_path):

@@ -5,8 +5,7 @@ import pytest
 from mlops.data.prepare import SplitSpec, prepare_dataset
 from mlops.data.synthetic import ShapesSpec, generate_shapes, load_breast_cancer_table
 from mlops.exceptions import InvalidInput, TrainingCancelled
-from mlops.registry.mlflow_store import MlflowModelRegistry
-from mlops.tests.training_support import process_env_restored, runs_of, store_config
+from mlops.tests.training_support import runs_of, training_env
 from mlops.training.search import search_detector, search_tabular
 
 SPACE = {
@@ -20,9 +19,8 @@ BASE = {"n_estimators": 30, "early_stopping_rounds": 10}
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("search")
     prepared = prepare_dataset(load_breast_cancer_table(root / "raw"), root / "prepared", SplitSpec(seed=0))
-    with process_env_restored():
-        config = store_config(root / "var")
-        yield {"config": config, "data": prepared, "registry": MlflowModelRegistry(config), "root": root}
+    with training_env(root, prepared) as shared:
+        yield shared
 
 
 def test_a_tabular_search_runs_nested_trials_and_registers_the_best(env):

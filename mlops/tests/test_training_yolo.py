@@ -14,8 +14,7 @@ from mlops.data.validate import validate_dataset
 from mlops.exceptions import InvalidInput, TrainingCancelled
 from mlops.inference.features import FEATURE_NAMES
 from mlops.registry.entities import PRODUCTION_ALIAS, ArtifactRole, ModelKind
-from mlops.registry.mlflow_store import MlflowModelRegistry
-from mlops.tests.training_support import process_env_restored, runs_of, store_config
+from mlops.tests.training_support import runs_of, training_env
 from mlops.training.compare import TAG_COMPARISON
 from mlops.training.params import DetectorParams
 from mlops.training.tracking import TAG_CONFIG_HASH, TAG_DATA_VERSION
@@ -32,9 +31,8 @@ def env(tmp_path_factory):
     report = root / "report.json"
     validate_dataset(raw, report_path=report)
     prepared = prepare_dataset(raw, root / "prepared", SplitSpec(seed=0), validation_report=report)
-    with process_env_restored():
-        config = store_config(root / "var")
-        yield {"config": config, "data": prepared, "registry": MlflowModelRegistry(config), "root": root}
+    with training_env(root, prepared) as shared:
+        yield shared
 
 
 @pytest.fixture(scope="module")

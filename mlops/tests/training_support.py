@@ -8,18 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from mlops.config import MlopsConfig
+from mlops.config import MlopsConfig, library_env
+from mlops.registry.mlflow_store import MlflowModelRegistry
 
 # What MlopsConfig.apply_process_env and the trainers set for the whole process.
-PROCESS_ENV = (
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_REGISTRY_URI",
-    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION",
-    "MLFLOW_EXPERIMENT_NAME",
-    "YOLO_CONFIG_DIR",
-    "YOLO_OFFLINE",
-    "YOLO_AUTOINSTALL",
-)
+PROCESS_ENV = (*library_env("var", tracking_uri="", registry_uri=""), "MLFLOW_EXPERIMENT_NAME")
 
 
 def store_config(var_dir: Path) -> MlopsConfig:
@@ -44,6 +37,14 @@ def process_env_restored():
             else:
                 patch.delenv(name, raising=False)
         yield patch
+
+
+@contextmanager
+def training_env(root: Path, prepared):
+    """A module's trainings: a private store under root/var, the process environment put back after."""
+    with process_env_restored():
+        config = store_config(root / "var")
+        yield {"config": config, "data": prepared, "registry": MlflowModelRegistry(config), "root": root}
 
 
 def runs_of(config: MlopsConfig, registry) -> list:

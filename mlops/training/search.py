@@ -126,7 +126,7 @@ def search_tabular(
 
     base = TabularParams.resolve(params, params_file)
     settings = SearchSettings.resolve("tabular", {"n_trials": n_trials, "space": space, "pruner": pruner}, params_file)
-    data = _load(dataset_dir, "tabular")
+    data = load_prepared(dataset_dir, kind="tabular")
 
     def run_trial(trial, trial_params: TabularParams, run: TrainingRun, workdir: Path):
         def on_round(done: int, val_loss: float) -> bool:
@@ -183,7 +183,7 @@ def search_detector(
 
     base = DetectorParams.resolve(params, params_file)
     settings = SearchSettings.resolve("detector", {"n_trials": n_trials, "space": space, "pruner": pruner}, params_file)
-    data = _load(dataset_dir, "detection")
+    data = load_prepared(dataset_dir, kind="detection")
 
     def run_trial(trial, trial_params: DetectorParams, run: TrainingRun, workdir: Path):
         state = {"pruned": False}
@@ -231,6 +231,47 @@ def search_detector(
     )
 
 
+@dataclass(frozen=True)
+class _SearchPlan:
+    """What one search is made of: where it logs, what it varies, how a trial trains and the best is finished."""
+
+    registry: MlflowModelRegistry
+    kind: ModelKind
+    model_name: str
+    base: Any
+    settings: SearchSettings
+    data: PreparedDataset
+    run_trial: Callable
+    finish: Callable
+    flatten: Callable[[Any], dict]
+    workdir: Path
+
+
+@dataclass
+class _TrialLog:
+    """Every trial's record, reported as it ends, and the files of the best trial so far only."""
+
+    direction: str
+    total: int
+    on_trial: TrialCallback | None
+    records: list[dict] = field(default_factory=list)
+    kept: dict[int, tuple[float, TrainingRun, Any, Any, Path]] = field(default_factory=dict)
+
+    def add(self, record: dict) -> None:
+        """Record a finished trial and tell the caller (numbered from 1)."""
+        self.records.append(record)
+        if self.on_trial is not None:
+            self.on_trial(record["number"] + 1, self.total, dict(record))
+
+    def keep(self, number: int, value: float, run: TrainingRun, fit, trial_params, trial_dir: Path) -> None:
+        """Keep a complete trial, then drop the files of every trial but the best (a detector trial holds weights)."""
+        self.kept[number] = (value, run, fit, trial_params, trial_dir)
+        pick = min if self.direction == "minimize" else max
+        best = pick(self.kept, key=lambda n: self.kept[n][0])
+        for other in [n for n in self.kept if n != best]:
+            shutil.rmtree(self.kept.pop(other)[4], ignore_errors=True)
+
+
 def _search(
     config: MlopsConfig,
     *,
@@ -245,26 +286,71 @@ def _search(
     on_trial: TrialCallback | None,
     flatten=None,
 ) -> SearchOutcome:
-    import optuna
-
+    """Run the study under a parent MLflow run, then finish and register the best trial."""
     started = time.monotonic()
     config.apply_process_env()
     registry = MlflowModelRegistry(config)
     flatten = flatten or (lambda p: p.to_dict())
-    fields = set(type(base).__dataclass_fields__)
-    unknown = sorted(set(settings.space) - fields)
+    _check_space(settings.space, base)
+    workdir = scratch_dir(config, f"{model_name}-search-")
+    plan = _SearchPlan(registry, kind, model_name, base, settings, data, run_trial, finish, flatten, workdir)
+    log = _TrialLog(direction, settings.n_trials, on_trial)
+    study = _create_study(settings, direction)
+    search_params = _search_params(settings, direction, base, flatten)
+    try:
+        best_trial, parent_run_id = _run_study(plan, study, search_params, log)
+        return _register_best(plan, study, best_trial, parent_run_id, log, started)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _register_best(
+    plan: _SearchPlan, study, best_trial, parent_run_id: str, log: _TrialLog, started: float
+) -> SearchOutcome:
+    """Finish the best trial (test-split evaluation, registration) and sum up what every trial did."""
+    _, run, fit, trial_params, trial_dir = log.kept[best_trial.number]
+    outcome = plan.finish(run, fit, trial_params, trial_dir, started)
+    logger.info(
+        "training.search_finished name=%s trials=%s best=%s value=%s version=%s",
+        plan.model_name,
+        len(study.trials),
+        best_trial.number,
+        best_trial.value,
+        outcome.version.version,
+    )
+    return SearchOutcome(
+        best=outcome,
+        parent_run_id=parent_run_id,
+        best_trial=best_trial.number,
+        best_value=float(best_trial.value),
+        best_params=dict(best_trial.params),
+        trials=tuple(log.records),
+        duration_s=time.monotonic() - started,
+    )
+
+
+def _check_space(space: Mapping[str, Any], base) -> None:
+    """A search space may only vary parameters the trainer has."""
+    unknown = sorted(set(space) - set(type(base).__dataclass_fields__))
     if unknown:
         raise InvalidInput(f"the search space names unknown parameters {unknown}", code="bad_params")
-    workdir = scratch_dir(config, f"{model_name}-search-")
-    kept: dict[int, tuple[float, TrainingRun, Any, Any, Path]] = {}
-    trials: list[dict] = []
+
+
+def _create_study(settings: SearchSettings, direction: str):
+    """A quiet Optuna study: seeded TPE sampling, median pruning with the configured warm-up."""
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
+    return optuna.create_study(
         direction=direction,
         sampler=optuna.samplers.TPESampler(seed=settings.seed),
         pruner=optuna.pruners.MedianPruner(**settings.pruner),
     )
-    search_params = {
+
+
+def _search_params(settings: SearchSettings, direction: str, base, flatten) -> dict:
+    """What the parent run logs: the search settings and the base parameters every trial starts from."""
+    return {
         "n_trials": settings.n_trials,
         "seed": settings.seed,
         "direction": direction,
@@ -272,91 +358,63 @@ def _search(
         "space": settings.space,
         **{f"base.{key}": value for key, value in flatten(base).items()},
     }
-    try:
-        with training_run(
-            registry,
-            kind=kind,
-            run_name=f"{model_name}-search",
-            params=search_params,
-            data_version=data.data_version,
-            config_hash=config_hash(search_params),
-            tags={"modelyard.model_name": model_name, "modelyard.search": "parent"},
-        ) as parent:
 
-            def objective(trial) -> float:
-                sampled = suggest(trial, settings.space)
-                trial_params = type(base).from_mapping({**base.to_dict(), **sampled})
-                trial_dir = workdir / f"trial-{trial.number}"
-                trial_dir.mkdir()
-                with training_run(
-                    registry,
-                    kind=kind,
-                    run_name=f"{model_name}-trial-{trial.number}",
-                    params=flatten(trial_params),
-                    data_version=data.data_version,
-                    config_hash=trial_params.config_hash(),
-                    parent_run_id=parent.run_id,
-                    tags={"modelyard.model_name": model_name, "modelyard.search": "trial", "trial": trial.number},
-                ) as run:
-                    value, pruned, fit = run_trial(trial, trial_params, run, trial_dir)
-                    run.set_tags({"modelyard.trial_state": "pruned" if pruned else "complete"})
-                record = {"number": trial.number, "params": sampled, "value": value, "run_id": run.run_id}
-                if pruned:
-                    trials.append({**record, "state": "pruned"})
-                    _report(on_trial, trial.number, settings.n_trials, trials[-1])
-                    shutil.rmtree(trial_dir, ignore_errors=True)
-                    raise optuna.TrialPruned()
-                trials.append({**record, "state": "complete"})
-                _report(on_trial, trial.number, settings.n_trials, trials[-1])
-                kept[trial.number] = (value, run, fit, trial_params, trial_dir)
-                _keep_only_best(kept, direction)
-                return value
 
-            study.optimize(objective, n_trials=settings.n_trials, catch=())
-            complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-            if not complete:
-                raise InvalidInput("every trial was pruned; widen the search or add trials", code="search_empty")
-            best_trial = study.best_trial
-            parent.log_metrics({"best_value": best_trial.value, "best_trial": best_trial.number})
-            parent.set_tags({"modelyard.best_trial_run": kept[best_trial.number][1].run_id})
-        _, run, fit, trial_params, trial_dir = kept[best_trial.number]
-        outcome = finish(run, fit, trial_params, trial_dir, started)
-        logger.info(
-            "training.search_finished name=%s trials=%s best=%s value=%s version=%s",
-            model_name,
-            len(study.trials),
-            best_trial.number,
-            best_trial.value,
-            outcome.version.version,
+def _run_study(plan: _SearchPlan, study, search_params: dict, log: _TrialLog) -> tuple[Any, str]:
+    """Optimise inside the parent run and tag it with the best trial: (best trial, parent run id)."""
+    import optuna
+
+    with training_run(
+        plan.registry,
+        kind=plan.kind,
+        run_name=f"{plan.model_name}-search",
+        params=search_params,
+        data_version=plan.data.data_version,
+        config_hash=config_hash(search_params),
+        tags={"modelyard.model_name": plan.model_name, "modelyard.search": "parent"},
+    ) as parent:
+        study.optimize(
+            lambda trial: _objective(plan, parent.run_id, log, trial), n_trials=plan.settings.n_trials, catch=()
         )
-        return SearchOutcome(
-            best=outcome,
-            parent_run_id=parent.run_id,
-            best_trial=best_trial.number,
-            best_value=float(best_trial.value),
-            best_params=dict(best_trial.params),
-            trials=tuple(trials),
-            duration_s=time.monotonic() - started,
-        )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not complete:
+            raise InvalidInput("every trial was pruned; widen the search or add trials", code="search_empty")
+        best_trial = study.best_trial
+        parent.log_metrics({"best_value": best_trial.value, "best_trial": best_trial.number})
+        parent.set_tags({"modelyard.best_trial_run": log.kept[best_trial.number][1].run_id})
+    return best_trial, parent.run_id
 
 
-def _keep_only_best(kept: dict, direction: str) -> None:
-    """Drop the files of every trial but the best so far (a detector trial holds weights)."""
-    pick = min if direction == "minimize" else max
-    best = pick(kept, key=lambda number: kept[number][0])
-    for number in [n for n in kept if n != best]:
-        shutil.rmtree(kept.pop(number)[4], ignore_errors=True)
+def _objective(plan: _SearchPlan, parent_run_id: str, log: _TrialLog, trial) -> float:
+    """One trial in its nested run: its value, or TrialPruned (its files dropped) when it was pruned."""
+    import optuna
+
+    sampled = suggest(trial, plan.settings.space)
+    trial_params = type(plan.base).from_mapping({**plan.base.to_dict(), **sampled})
+    trial_dir = plan.workdir / f"trial-{trial.number}"
+    trial_dir.mkdir()
+    with _trial_run(plan, parent_run_id, trial.number, trial_params) as run:
+        value, pruned, fit = plan.run_trial(trial, trial_params, run, trial_dir)
+        run.set_tags({"modelyard.trial_state": "pruned" if pruned else "complete"})
+    record = {"number": trial.number, "params": sampled, "value": value, "run_id": run.run_id}
+    if pruned:
+        log.add({**record, "state": "pruned"})
+        shutil.rmtree(trial_dir, ignore_errors=True)
+        raise optuna.TrialPruned()
+    log.add({**record, "state": "complete"})
+    log.keep(trial.number, value, run, fit, trial_params, trial_dir)
+    return value
 
 
-def _report(on_trial: TrialCallback | None, number: int, total: int, record: dict) -> None:
-    if on_trial is not None:
-        on_trial(number + 1, total, dict(record))
-
-
-def _load(dataset_dir: Path | str, kind: str) -> PreparedDataset:
-    data = load_prepared(dataset_dir)
-    if data.kind != kind:
-        raise InvalidInput(f"{dataset_dir} is a {data.kind} dataset, not a {kind} one", code="kind_mismatch")
-    return data
+def _trial_run(plan: _SearchPlan, parent_run_id: str, number: int, trial_params):
+    """The trial's MLflow run, nested under the search's and tagged with its number."""
+    return training_run(
+        plan.registry,
+        kind=plan.kind,
+        run_name=f"{plan.model_name}-trial-{number}",
+        params=plan.flatten(trial_params),
+        data_version=plan.data.data_version,
+        config_hash=trial_params.config_hash(),
+        parent_run_id=parent_run_id,
+        tags={"modelyard.model_name": plan.model_name, "modelyard.search": "trial", "trial": number},
+    )

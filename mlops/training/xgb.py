@@ -70,9 +70,7 @@ def train_tabular(
     started = time.monotonic()
     config.apply_process_env()
     params = TabularParams.resolve(params, params_file)
-    data = load_prepared(dataset_dir)
-    if data.kind != "tabular":
-        raise InvalidInput(f"{dataset_dir} is a {data.kind} dataset, not a tabular one", code="kind_mismatch")
+    data = load_prepared(dataset_dir, kind="tabular")
     registry = MlflowModelRegistry(config)
     workdir = scratch_dir(config, f"{model_name}-")
     try:

@@ -87,9 +87,7 @@ def train_detector(
     started = time.monotonic()
     config.apply_process_env()
     params = DetectorParams.resolve(params, params_file)
-    data = load_prepared(dataset_dir)
-    if data.kind != "detection":
-        raise InvalidInput(f"{dataset_dir} is a {data.kind} dataset, not a detection one", code="kind_mismatch")
+    data = load_prepared(dataset_dir, kind="detection")
     registry = MlflowModelRegistry(config)
     workdir = scratch_dir(config, f"{model_name}-")
     timer = PhaseTimer()
