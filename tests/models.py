@@ -4,7 +4,6 @@ scikit-learn's bundled breast-cancer table. Each seed gives different weights, h
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +41,8 @@ class TabularFiles:
 
 def build_detector(directory: Path, *, seed: int, imgsz: int = 64, yaml: str = "yolo11n.yaml") -> DetectorFiles:
     """An untrained YOLO from `yaml` with 3 classes, saved as .pt and exported to ONNX."""
-    os.environ.setdefault("YOLO_OFFLINE", "true")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    # Ultralytics' environment (offline, no auto-install, settings under VAR_DIR) is set by the
+    # project's settings, which pytest-django imported before any test ran.
     import torch
     from ultralytics import YOLO
     from ultralytics.nn.tasks import DetectionModel

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +60,8 @@ def train_tiny_detector(directory: Path) -> TrainedDetector:
 
 
 def _train(directory: Path) -> TrainedDetector:
-    os.environ.setdefault("YOLO_OFFLINE", "true")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    # Ultralytics' environment (offline, no auto-install, settings under VAR_DIR) is set by the
+    # project's settings, which pytest-django imported before any test ran.
     from ultralytics import YOLO
 
     from mlops.data.synthetic import ShapesSpec, generate_shapes
