@@ -23,8 +23,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from mlops.data.ingest import ingest
 from mlops.data.layout import MANIFEST_FILE
 from mlops.data.prepare import PreparedDataset, SplitSpec, load_prepared, prepare_dataset
+from mlops.data.validate import ValidationPolicy, validate_dataset
+from mlops.training.params import load_params_file
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +55,6 @@ def prepared_dataset(
     `source` is an ingest source (mlops.data.ingest) or the folder of a prepared dataset;
     `ingest_options` go to the ingest, `split` to SplitSpec, `validation` to ValidationPolicy.
     """
-    from mlops.data.ingest import ingest
-    from mlops.data.validate import ValidationPolicy, validate_dataset
-
     path = Path(source)
     if (path / MANIFEST_FILE).is_file():
         logger.info("training.dataset_given path=%s", path)
@@ -95,8 +95,6 @@ def prepared_dataset(
 
 def pipeline_defaults(source: str) -> dict[str, dict]:
     """params.yaml's ingest options for `source` (when it is a pipeline source), validation and split."""
-    from mlops.training.params import load_params_file
-
     params = load_params_file()
     ingest_options: dict = {}
     for section in (params.get("data") or {}).values():

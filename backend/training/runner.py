@@ -23,6 +23,7 @@ from django.db import connection
 
 from backend.training import services
 from backend.training.models import TrainingJob
+from backend.training.requests import split_params, trainer_kind
 from mlops.exceptions import MlopsError, TrainingCancelled
 
 logger = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def _run(job: TrainingJob, reporter: JobReporter) -> str:
 
     config = mlops_config()
     config.apply_process_env()
-    trainer_params, data_options = services.split_params(job.params, search=job.kind == Kind.SEARCH)
+    trainer_params, data_options = split_params(job.params, search=job.kind == Kind.SEARCH)
     reporter.on_stage("preparing data")
     dataset = prepared_dataset(
         job.dataset,
@@ -271,7 +272,7 @@ def _train(job: TrainingJob, config, trainer_params: dict, dataset, reporter: Jo
         return outcome, outcome.run_id, {}
     from mlops.training.search import search_detector, search_tabular
 
-    target = services.trainer_kind(job.kind, job.params)
+    target = trainer_kind(job.kind, job.params)
     search = search_detector if target == Kind.DETECTION else search_tabular
     result = search(
         config,
