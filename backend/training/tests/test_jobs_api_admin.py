@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from backend.registry.models import RegisteredModel
 from backend.registry.services import model_registry
-from backend.training import services
+from backend.training import jobs, services
 from backend.training.models import TrainingJob
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -128,22 +128,22 @@ def test_cancelling_a_queued_job_ends_it_and_a_finished_one_is_a_conflict(staff_
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "job_conflict"
     # A message delivered after the cancel finds nothing to claim.
-    assert services.claim_job(job.pk, task_id="late", hostname="w@h") is None
+    assert jobs.claim_job(job.pk, task_id="late", hostname="w@h") is None
 
     running = make_job(status="running", started_at=timezone.now(), heartbeat_at=timezone.now())
     asked = staff.post(f"{JOBS_URL}{running.pk}/cancel/").json()
     assert (asked["status"], asked["cancel_requested"]) == ("running", True)
-    assert services.cancel_requested(running.pk)
+    assert jobs.cancel_requested(running.pk)
 
 
 def test_a_job_is_claimed_once(staff_user):
     job = services.start_job("tabular", params={"n_estimators": 5}, user=staff_user)
-    claimed = services.claim_job(job.pk, task_id="t-1", hostname="trainer@a")
+    claimed = jobs.claim_job(job.pk, task_id="t-1", hostname="trainer@a")
     assert claimed is not None
     assert (claimed.status, claimed.worker_hostname, claimed.celery_task_id) == ("running", "trainer@a", "t-1")
     # The same message redelivered (or a duplicate sent by the reaper) never trains twice.
-    assert services.claim_job(job.pk, task_id="t-1", hostname="trainer@b") is None
-    assert services.claim_job(job.pk, task_id="t-2", hostname="trainer@a") is None
+    assert jobs.claim_job(job.pk, task_id="t-1", hostname="trainer@b") is None
+    assert jobs.claim_job(job.pk, task_id="t-2", hostname="trainer@a") is None
     assert TrainingJob.objects.get(pk=job.pk).worker_hostname == "trainer@a"
 
 
@@ -301,9 +301,9 @@ def test_the_reaper_sees_messages_waiting_in_the_broker():
 
 def test_finishing_is_conditional_on_the_state():
     job = make_job(status="running", started_at=timezone.now(), heartbeat_at=timezone.now())
-    assert services.finish_failed(job.pk, message="worker lost", code="worker_lost")
-    assert not services.finish_cancelled(job.pk)  # already failed: the cancel does not overwrite it
-    assert not services.finish_failed(job.pk, message="again", code="training_failed")
+    assert jobs.finish_failed(job.pk, message="worker lost", code="worker_lost")
+    assert not jobs.finish_cancelled(job.pk)  # already failed: the cancel does not overwrite it
+    assert not jobs.finish_failed(job.pk, message="again", code="training_failed")
     job.refresh_from_db()
     assert (job.status, job.error_code) == ("failed", "worker_lost")
 
