@@ -1,17 +1,15 @@
-"""Starting, enqueueing and cancelling training jobs, and the reaper.
+"""Starting, enqueueing and cancelling training jobs: what the API, the admin and the commands ask.
 
-What a request means and whether it can run is requests.py's; the lifecycle the task drives once
-a job runs (claim, heartbeat, progress, its end) is jobs.py's.
+The lifecycle the task drives once a job runs is in jobs.py, the reaper in reaper.py. A job's
+message is sent by task name (RUN_JOB_TASK), so this module never imports the tasks that call it.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
-from datetime import timedelta
 
-from django.conf import settings
+from celery import current_app
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -31,8 +29,8 @@ logger = logging.getLogger(__name__)
 
 Status = TrainingJob.Status
 
-# A queued job's message may be re-sent this many times before the job is failed.
-MAX_ENQUEUES = 3
+# The name of the task that runs a job (tasks.run_job); CELERY_TASK_ROUTES sends it to the `training` queue.
+RUN_JOB_TASK = "training.run_job"
 
 
 class JobConflict(MlopsError):
@@ -42,7 +40,6 @@ class JobConflict(MlopsError):
     status = 409
 
 
-# -- starting and cancelling ---------------------------------------------------------------------
 def start_job(
     kind: str,
     *,
@@ -81,8 +78,6 @@ def start_job(
 
 def enqueue_job(job_id: int) -> bool:
     """Send the job's message (a fresh task id each time); a broker that refuses it fails the job."""
-    from backend.training.tasks import run_job
-
     task_id = str(uuid.uuid4())
     updated = TrainingJob.objects.filter(pk=job_id, status=Status.QUEUED).update(
         celery_task_id=task_id, enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1
@@ -90,7 +85,7 @@ def enqueue_job(job_id: int) -> bool:
     if not updated:
         return False
     try:
-        run_job.apply_async(kwargs={"job_id": job_id}, task_id=task_id)
+        current_app.send_task(RUN_JOB_TASK, kwargs={"job_id": job_id}, task_id=task_id)
     except Exception as exc:
         finish_failed(
             job_id,
@@ -110,23 +105,9 @@ def cancel_job(job: TrainingJob, *, user=None) -> TrainingJob:
     A running trainer polls `cancel_requested` and stops at the next batch; the job then ends in
     `cancelled` and its MLflow run in KILLED.
     """
-    from backend import celery_app
-
     who = getattr(user, "username", None) or "system"
-    cancelled = TrainingJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(
-        status=Status.CANCELLED,
-        cancel_requested=True,
-        finished_at=timezone.now(),
-        stage="cancelled",
-        error=f"cancelled by {who} before it started",
-        error_code="cancelled",
-    )
-    if cancelled:
-        if job.celery_task_id:
-            try:
-                celery_app.control.revoke(job.celery_task_id)
-            except Exception:  # the claim refuses a cancelled job anyway; the revoke only saves a delivery
-                logger.warning("training.revoke_failed job=%s task=%s", job.pk, job.celery_task_id, exc_info=True)
+    if _cancel_queued(job, who):
+        _revoke(job)
         logger.info("training.job_cancelled job=%s by=%s while=queued", job.pk, who)
     elif TrainingJob.objects.filter(pk=job.pk, status=Status.RUNNING).update(cancel_requested=True):
         logger.info("training.cancel_requested job=%s by=%s", job.pk, who)
@@ -137,101 +118,26 @@ def cancel_job(job: TrainingJob, *, user=None) -> TrainingJob:
     return job
 
 
-# -- the reaper ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ReapResult:
-    failed: list[int] = field(default_factory=list)
-    requeued: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {"failed": self.failed, "requeued": self.requeued}
-
-
-# A running job is only judged by its worker's answers once its heartbeat is this old: the
-# heartbeat thread writes every HEARTBEAT_SECONDS, so a younger one proves the process is alive.
-WORKER_CHECK_AFTER = timedelta(seconds=90)
+def _cancel_queued(job: TrainingJob, who: str) -> bool:
+    return bool(
+        TrainingJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(
+            status=Status.CANCELLED,
+            cancel_requested=True,
+            finished_at=timezone.now(),
+            stage="cancelled",
+            error=f"cancelled by {who} before it started",
+            error_code="cancelled",
+        )
+    )
 
 
-_LOOK_UP = object()
-
-
-def reap_stale_jobs(
-    *, now=None, workers=_LOOK_UP, broker_task_ids=_LOOK_UP, worker_check_after: timedelta = WORKER_CHECK_AFTER
-) -> ReapResult:
-    """Fail running jobs whose worker died; re-send (or fail) queued jobs whose message was lost.
-
-    Running: failed when the heartbeat is older than TRAINING_STALE_AFTER_SECONDS, or older than
-    WORKER_CHECK_AFTER while its worker does not answer or answers without the job's task.
-    Queued: when the message is in neither the broker's queue nor its unacknowledged set (Redis)
-    after TRAINING_STALE_AFTER_SECONDS, it is sent again, up to MAX_ENQUEUES times, then failed.
-    A duplicate message is harmless (the claim runs a job once). With a broker we cannot look
-    into, queued jobs are left alone.
-
-    `workers` ({hostname: {task ids}}) and `broker_task_ids` (a set) are looked up from Celery
-    when not given; None stands for "could not tell".
-    """
-    from backend.training import broker
-
-    now = now or timezone.now()
-    stale_after = timedelta(seconds=settings.TRAINING_STALE_AFTER_SECONDS)
-    result = ReapResult()
-
-    running = list(TrainingJob.objects.filter(status=Status.RUNNING, heartbeat_at__lt=now - worker_check_after))
-    if workers is _LOOK_UP:
-        workers = broker.active_tasks_by_worker() if running else None
-    for job in running:
-        silent_s = int((now - job.heartbeat_at).total_seconds())
-        if job.heartbeat_at < now - stale_after:
-            code = "heartbeat_lost"
-            message = f"no heartbeat from worker {job.worker_hostname or '?'} for {silent_s}s: the worker died or hung"
-        elif workers is not None and job.worker_hostname and job.worker_hostname not in workers:
-            code = "worker_lost"
-            message = f"worker {job.worker_hostname} is gone (no answer; last heartbeat {silent_s}s ago)"
-        elif workers is not None and job.worker_hostname and job.celery_task_id not in workers[job.worker_hostname]:
-            code = "worker_lost"
-            message = (
-                f"worker {job.worker_hostname} is no longer running the job's task "
-                f"(its process died; last heartbeat {silent_s}s ago)"
-            )
-        else:
-            continue
-        if finish_failed(job.pk, message=message, code=code):
-            result.failed.append(job.pk)
-            _end_orphaned_run(job.mlflow_run_id)
-
-    lost_before = now - stale_after
-    queued = list(TrainingJob.objects.filter(status=Status.QUEUED, enqueued_at__lt=lost_before))
-    if broker_task_ids is _LOOK_UP:
-        broker_task_ids = broker.pending_task_ids() if queued else None
-    if queued and broker_task_ids is None:
-        logger.info("training.reap_queued_skipped reason=broker_not_inspectable jobs=%s", len(queued))
-    for job in queued if broker_task_ids is not None else []:
-        if job.celery_task_id in broker_task_ids:
-            continue
-        if job.enqueue_count >= MAX_ENQUEUES:
-            message = f"the broker lost the job's message {job.enqueue_count} times; no worker ever started it"
-            if finish_failed(job.pk, message=message, code="message_lost", from_statuses=(Status.QUEUED,)):
-                result.failed.append(job.pk)
-        elif enqueue_job(job.pk):
-            result.requeued.append(job.pk)
-    if result.failed or result.requeued:
-        logger.warning("training.reaped failed=%s requeued=%s", result.failed, result.requeued)
-    return result
-
-
-def _end_orphaned_run(run_id: str) -> None:
-    """A worker that died left its MLflow run RUNNING: mark it FAILED like the job."""
-    if not run_id:
+def _revoke(job: TrainingJob) -> None:
+    if not job.celery_task_id:
         return
-    from backend.registry.services import model_registry
-
     try:
-        client = model_registry().client
-        if client.get_run(run_id).info.status == "RUNNING":
-            client.set_terminated(run_id, status="FAILED")
-            client.set_tag(run_id, "modelyard.error", "the training's worker died (marked failed by the reaper)")
-    except Exception:  # the job's state is what matters; MLflow may be down or the run gone
-        logger.warning("training.orphaned_run_not_ended run=%s", run_id, exc_info=True)
+        current_app.control.revoke(job.celery_task_id)
+    except Exception:  # the claim refuses a cancelled job anyway; the revoke only saves a delivery
+        logger.warning("training.revoke_failed job=%s task=%s", job.pk, job.celery_task_id, exc_info=True)
 
 
 def active_job_for(model_name: str) -> TrainingJob | None:

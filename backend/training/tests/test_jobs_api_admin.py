@@ -9,6 +9,8 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from celery import current_app
+from celery.signals import before_task_publish
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.test import override_settings
@@ -18,7 +20,7 @@ from rest_framework.test import APIClient
 
 from backend.registry.models import RegisteredModel
 from backend.registry.services import model_registry
-from backend.training import jobs, services
+from backend.training import jobs, reaper, services
 from backend.training.models import TrainingJob
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -243,7 +245,7 @@ def test_reaper_fails_silent_and_orphaned_jobs_only():
     fresh = running(5, host="trainer@gone", task="t-fresh")  # too recent to judge by the workers
     workers = {"trainer@a": {"t-ok", "t-silent"}}
 
-    result = services.reap_stale_jobs(now=now, workers=workers, broker_task_ids=set())
+    result = reaper.reap_stale_jobs(now=now, workers=workers, broker_task_ids=set())
     assert sorted(result.failed) == sorted([silent.pk, worker_gone.pk, process_gone.pk])
     states = {job.pk: (job.status, job.error_code) for job in TrainingJob.objects.all()}
     assert states[silent.pk] == ("failed", "heartbeat_lost")
@@ -258,7 +260,7 @@ def test_reaper_fails_silent_and_orphaned_jobs_only():
     # Unknown worker state (broker unreachable): only the heartbeat rule applies.
     unknown = running(601, host="trainer@x")
     merely_quiet = running(120, host="trainer@x")
-    result = services.reap_stale_jobs(now=now, workers=None, broker_task_ids=set())
+    result = reaper.reap_stale_jobs(now=now, workers=None, broker_task_ids=set())
     assert result.failed == [unknown.pk]
     assert TrainingJob.objects.get(pk=merely_quiet.pk).status == "running"
 
@@ -268,10 +270,10 @@ def test_reaper_leaves_waiting_queued_jobs_and_gives_up_on_lost_ones():
     now = timezone.now()
     old = now - timedelta(seconds=700)
     waiting = make_job(enqueued_at=old, celery_task_id="in-queue", enqueue_count=1)
-    lost_too_often = make_job(enqueued_at=old, celery_task_id="gone", enqueue_count=services.MAX_ENQUEUES)
+    lost_too_often = make_job(enqueued_at=old, celery_task_id="gone", enqueue_count=reaper.MAX_ENQUEUES)
     recent = make_job(enqueued_at=now - timedelta(seconds=30), celery_task_id="recent", enqueue_count=1)
 
-    result = services.reap_stale_jobs(now=now, workers={}, broker_task_ids={"in-queue"})
+    result = reaper.reap_stale_jobs(now=now, workers={}, broker_task_ids={"in-queue"})
     assert result.failed == [lost_too_often.pk]
     assert result.requeued == []
     assert TrainingJob.objects.get(pk=lost_too_often.pk).error_code == "message_lost"
@@ -279,13 +281,12 @@ def test_reaper_leaves_waiting_queued_jobs_and_gives_up_on_lost_ones():
     assert TrainingJob.objects.get(pk=recent.pk).status == "queued"
 
     # A broker we cannot look into: queued jobs are left alone rather than judged on a guess.
-    result = services.reap_stale_jobs(now=now, workers={}, broker_task_ids=None)
+    result = reaper.reap_stale_jobs(now=now, workers={}, broker_task_ids=None)
     assert result.failed == [] and result.requeued == []
 
 
 def test_the_reaper_sees_messages_waiting_in_the_broker():
     """A real message on the test Redis, in a queue no worker consumes, is found by its task id."""
-    from backend import celery_app
     from backend.training import broker
     from backend.training.tasks import run_job
 
@@ -295,7 +296,7 @@ def test_the_reaper_sees_messages_waiting_in_the_broker():
         assert "probe-task" in broker.pending_task_ids(queue)
         assert "probe-task" not in broker.pending_task_ids("training-probe-empty")
     finally:
-        with celery_app.connection_for_write() as connection:
+        with current_app.connection_for_write() as connection:
             connection.default_channel.queue_purge(queue)
 
 
@@ -357,9 +358,27 @@ def test_bootstrap_models_queues_each_default_model_once():
     assert TrainingJob.objects.filter(model_name="boot-detector").count() == 1
 
 
-def test_the_reaper_is_routed_to_the_default_worker_not_behind_training_jobs():
-    from backend import celery_app
+def test_a_job_is_sent_by_task_name_to_the_training_queue():
+    """The service names the task rather than importing it; the routes still send it to `training`."""
+    job = make_job()
+    sent = []
 
-    router = celery_app.amqp.router
+    def record(sender=None, body=None, routing_key=None, headers=None, **kwargs):
+        sent.append((sender, routing_key, headers["id"], body[1]))
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        assert services.enqueue_job(job.pk)
+    finally:
+        before_task_publish.disconnect(record)
+        with current_app.connection_for_write() as connection:
+            connection.default_channel.queue_purge("training")  # the row is never committed: nothing to run
+    job.refresh_from_db()
+    assert sent == [("training.run_job", "training", job.celery_task_id, {"job_id": job.pk})]
+    assert (job.enqueue_count, job.status) == (1, "queued")
+
+
+def test_the_reaper_is_routed_to_the_default_worker_not_behind_training_jobs():
+    router = current_app.amqp.router
     assert router.route({}, "training.reap_stale_jobs", (), {})["queue"].name == "default"
     assert router.route({}, "training.run_job", (), {})["queue"].name == "training"
