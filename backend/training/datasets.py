@@ -70,9 +70,23 @@ def prepared_dataset(
     if (final / MANIFEST_FILE).is_file():
         logger.info("training.dataset_reused source=%s path=%s", source, final)
         return load_prepared(final)
+    _build(source, final, options=options, spec=spec, policy=policy, on_stage=on_stage)
+    logger.info("training.dataset_prepared source=%s path=%s", source, final)
+    return load_prepared(final)
 
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=data_dir))
+
+def _build(
+    source: str,
+    final: Path,
+    *,
+    options: dict,
+    spec: SplitSpec,
+    policy: ValidationPolicy,
+    on_stage: StageCallback | None,
+) -> None:
+    """Ingest, validate and prepare `source` in a private folder beside `final`, then rename it there."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         _stage(on_stage, "ingesting data")
         ingest(source, work / "raw", options=options)
@@ -89,8 +103,6 @@ def prepared_dataset(
             logger.info("training.dataset_prepared_concurrently path=%s", final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    logger.info("training.dataset_prepared source=%s path=%s", source, final)
-    return load_prepared(final)
 
 
 def pipeline_defaults(source: str) -> dict[str, dict]:
