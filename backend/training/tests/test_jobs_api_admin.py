@@ -1,8 +1,9 @@
 """Training jobs without a worker: who may start, see and cancel them; what a bad request hears back;
 the admin's start form and actions; the claim; the reaper's verdicts; bootstrap_models idempotence.
 
-Rows are created in a transaction that is rolled back, so no message reaches the broker here
-(enqueueing happens on commit); the worker tests run the jobs for real.
+Rows are created in a transaction that is rolled back, so starting a job sends no message here
+(enqueueing happens on commit): the few tests that publish one do it themselves. The worker tests
+run the jobs for real.
 """
 
 from datetime import timedelta
@@ -20,8 +21,10 @@ from rest_framework.test import APIClient
 
 from backend.registry.models import RegisteredModel
 from backend.registry.services import model_registry
-from backend.training import jobs, reaper, services
+from backend.training import broker, jobs, reaper, services
 from backend.training.models import TrainingJob
+from backend.training.requests import steps_param
+from backend.training.tasks import run_job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -218,6 +221,14 @@ def test_admin_starts_cancels_and_reruns_jobs(client, admin_user):
     assert set(TrainingJob.objects.values_list("status", flat=True)) == {"cancelled"}
 
 
+def test_epochs_set_the_step_count_of_the_jobs_trainer():
+    """The admin's and the `train` command's --epochs: boosting rounds for a tabular trainer."""
+    assert steps_param("detection", {}) == "epochs"
+    assert steps_param("tabular", {}) == "n_estimators"
+    assert steps_param("search", {}) == "n_estimators"  # a search tunes a tabular model unless told
+    assert steps_param("search", {"target": "detection"}) == "epochs"
+
+
 def test_staff_without_training_permissions_sees_no_admin_for_jobs(client, staff_user):
     client.force_login(staff_user)
     assert client.get(reverse("admin:training_trainingjob_add")).status_code == 403
@@ -287,9 +298,6 @@ def test_reaper_leaves_waiting_queued_jobs_and_gives_up_on_lost_ones():
 
 def test_the_reaper_sees_messages_waiting_in_the_broker():
     """A real message on the test Redis, in a queue no worker consumes, is found by its task id."""
-    from backend.training import broker
-    from backend.training.tasks import run_job
-
     queue = f"training-probe-{timezone.now().timestamp():.0f}"
     run_job.apply_async(kwargs={"job_id": 0}, task_id="probe-task", queue=queue)
     try:
