@@ -85,7 +85,7 @@ def enqueue_job(job_id: int) -> bool:
     if not updated:
         return False
     try:
-        current_app.send_task(RUN_JOB_TASK, kwargs={"job_id": job_id}, task_id=task_id)
+        _send(job_id, task_id)
     except Exception as exc:
         finish_failed(
             job_id,
@@ -97,6 +97,13 @@ def enqueue_job(job_id: int) -> bool:
         return False
     logger.info("training.job_enqueued job=%s task=%s", job_id, task_id)
     return True
+
+
+def _send(job_id: int, task_id: str) -> None:
+    if current_app.conf.task_always_eager:  # debugging (CELERY_TASK_ALWAYS_EAGER): run it here and now
+        current_app.tasks[RUN_JOB_TASK].apply(kwargs={"job_id": job_id}, task_id=task_id)
+    else:
+        current_app.send_task(RUN_JOB_TASK, kwargs={"job_id": job_id}, task_id=task_id)
 
 
 def cancel_job(job: TrainingJob, *, user=None) -> TrainingJob:

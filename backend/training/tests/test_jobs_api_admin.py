@@ -386,6 +386,16 @@ def test_a_job_is_sent_by_task_name_to_the_training_queue():
     assert (job.enqueue_count, job.status) == (1, "queued")
 
 
+def test_with_tasks_always_eager_a_job_runs_at_once_in_this_process(monkeypatch, tmp_path):
+    """CELERY_TASK_ALWAYS_EAGER (debugging) still runs the job inline although it is sent by name."""
+    monkeypatch.setitem(current_app.conf, "task_always_eager", True)
+    job = make_job(dataset=str(tmp_path))  # an empty folder: the job fails fast, at its data
+    assert services.enqueue_job(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == ("failed", "unsupported_layout")
+    assert job.started_at is not None and job.enqueue_count == 1
+
+
 def test_the_reaper_is_routed_to_the_default_worker_not_behind_training_jobs():
     router = current_app.amqp.router
     assert router.route({}, "training.reap_stale_jobs", (), {})["queue"].name == "default"
