@@ -13,6 +13,9 @@ from django.db.models import Q
 from mlops.exceptions import ModelNotFound
 from mlops.registry.entities import Artifact, ModelKind
 
+# The few metrics an admin compares at a glance, of detectors and tabular models alike.
+KEY_METRICS = ("mAP50", "mAP50-95", "precision", "recall", "accuracy", "roc_auc", "f1", "log_loss")
+
 
 def model_ref(name: str, version: int, label: str) -> dict:
     """How answers and prediction logs name the version that made a prediction."""
@@ -153,8 +156,7 @@ class ModelVersion(models.Model):
 
     def key_metrics(self) -> dict[str, float]:
         """The few numbers an admin compares at a glance."""
-        wanted = ("mAP50", "mAP50-95", "precision", "recall", "accuracy", "roc_auc", "f1", "log_loss")
-        return {name: self.metrics[name] for name in wanted if name in self.metrics}
+        return {name: self.metrics[name] for name in KEY_METRICS if name in self.metrics}
 
     def interface_signature(self) -> tuple:
         """What a retrain must keep for a minor bump: classes and architecture (or features)."""

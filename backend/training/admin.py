@@ -9,6 +9,7 @@ from django.utils.html import format_html
 
 from backend.training import services
 from backend.training.models import TrainingJob
+from backend.training.requests import check_job_request, steps_param
 from mlops.exceptions import MlopsError
 
 STATUS_COLOURS = {
@@ -49,12 +50,11 @@ class StartTrainingJobForm(forms.ModelForm):
         params = dict(data.get("params") or {})
         kind = data.get("kind") or ""
         if data.get("epochs"):
-            trainer = services.trainer_kind(kind, params)
-            params["n_estimators" if trainer == TrainingJob.Kind.TABULAR else "epochs"] = data["epochs"]
+            params[steps_param(kind, params)] = data["epochs"]
         if data.get("imgsz"):
             params["imgsz"] = data["imgsz"]
         data["params"] = params
-        problems = services.check_job_request(
+        problems = check_job_request(
             kind, model_name=data.get("model_name") or "", dataset=data.get("dataset") or "", params=params
         )
         for name, message in problems.items():

@@ -2,10 +2,10 @@
 
 from django.urls import path
 
-from backend.training import views
+from backend.training import api
 
 urlpatterns = [
-    path("training-jobs/", views.TrainingJobList.as_view(), name="training-job-list"),
-    path("training-jobs/<int:pk>/", views.TrainingJobDetail.as_view(), name="training-job-detail"),
-    path("training-jobs/<int:pk>/cancel/", views.CancelTrainingJob.as_view(), name="training-job-cancel"),
+    path("training-jobs/", api.TrainingJobList.as_view(), name="training-job-list"),
+    path("training-jobs/<int:pk>/", api.TrainingJobDetail.as_view(), name="training-job-detail"),
+    path("training-jobs/<int:pk>/cancel/", api.CancelTrainingJob.as_view(), name="training-job-cancel"),
 ]

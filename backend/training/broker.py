@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import logging
 
+from celery import current_app
+
+from backend.core.adapters.kombu import redis_queue_keys
+
 logger = logging.getLogger(__name__)
 
 TRAINING_QUEUE = "training"
@@ -17,14 +21,12 @@ INSPECT_TIMEOUT_S = 2.0
 
 def active_tasks_by_worker(timeout: float = INSPECT_TIMEOUT_S) -> dict[str, set[str]] | None:
     """{worker hostname: ids of the tasks it is running or holds}, for every worker that answers."""
-    from backend import celery_app
-
     try:
-        inspector = celery_app.control.inspect(timeout=timeout)
+        inspector = current_app.control.inspect(timeout=timeout)
         active = inspector.active()
         if active is None:
             # Nobody answered: no worker at all, or the broker is unreachable. Tell them apart.
-            with celery_app.connection_for_read() as connection:
+            with current_app.connection_for_read() as connection:
                 connection.ensure_connection(max_retries=1)
             return {}
         reserved = inspector.reserved() or {}
@@ -40,18 +42,15 @@ def active_tasks_by_worker(timeout: float = INSPECT_TIMEOUT_S) -> dict[str, set[
 
 def pending_task_ids(queue: str = TRAINING_QUEUE) -> set[str] | None:
     """Ids of the task messages still in the queue or delivered but unacknowledged (Redis only)."""
-    from backend import celery_app
-
     try:
-        with celery_app.connection_for_read() as connection:
+        with current_app.connection_for_read() as connection:
             channel = connection.default_channel
             client = getattr(channel, "client", None)
             if connection.transport_cls not in ("redis", "rediss") or client is None:
                 return None
             ids: set[str] = set()
-            for priority in channel.priority_steps:
-                for raw in client.lrange(channel._q_for_pri(queue, priority), 0, -1):
-                    ids.add(_task_id(raw))
+            for key in redis_queue_keys(channel, queue):
+                ids.update(_task_id(raw) for raw in client.lrange(key, 0, -1))
             for raw in client.hvals(channel.unacked_key):
                 payload = json.loads(raw)
                 ids.add(_task_id(payload[0]) if isinstance(payload, list) and payload else "")

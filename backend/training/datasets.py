@@ -23,8 +23,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from mlops.data.ingest import ingest
 from mlops.data.layout import MANIFEST_FILE
 from mlops.data.prepare import PreparedDataset, SplitSpec, load_prepared, prepare_dataset
+from mlops.data.validate import ValidationPolicy, validate_dataset
+from mlops.training.params import load_params_file
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +55,6 @@ def prepared_dataset(
     `source` is an ingest source (mlops.data.ingest) or the folder of a prepared dataset;
     `ingest_options` go to the ingest, `split` to SplitSpec, `validation` to ValidationPolicy.
     """
-    from mlops.data.ingest import ingest
-    from mlops.data.validate import ValidationPolicy, validate_dataset
-
     path = Path(source)
     if (path / MANIFEST_FILE).is_file():
         logger.info("training.dataset_given path=%s", path)
@@ -70,9 +70,23 @@ def prepared_dataset(
     if (final / MANIFEST_FILE).is_file():
         logger.info("training.dataset_reused source=%s path=%s", source, final)
         return load_prepared(final)
+    _build(source, final, options=options, spec=spec, policy=policy, on_stage=on_stage)
+    logger.info("training.dataset_prepared source=%s path=%s", source, final)
+    return load_prepared(final)
 
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=data_dir))
+
+def _build(
+    source: str,
+    final: Path,
+    *,
+    options: dict,
+    spec: SplitSpec,
+    policy: ValidationPolicy,
+    on_stage: StageCallback | None,
+) -> None:
+    """Ingest, validate and prepare `source` in a private folder beside `final`, then rename it there."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         _stage(on_stage, "ingesting data")
         ingest(source, work / "raw", options=options)
@@ -89,14 +103,10 @@ def prepared_dataset(
             logger.info("training.dataset_prepared_concurrently path=%s", final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    logger.info("training.dataset_prepared source=%s path=%s", source, final)
-    return load_prepared(final)
 
 
 def pipeline_defaults(source: str) -> dict[str, dict]:
     """params.yaml's ingest options for `source` (when it is a pipeline source), validation and split."""
-    from mlops.training.params import load_params_file
-
     params = load_params_file()
     ingest_options: dict = {}
     for section in (params.get("data") or {}).values():

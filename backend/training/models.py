@@ -11,6 +11,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
+
+from backend.registry.models import KEY_METRICS
 
 
 class TrainingJob(models.Model):
@@ -136,14 +139,10 @@ class TrainingJob(models.Model):
     def duration_s(self) -> float | None:
         if self.started_at is None:
             return None
-        from django.utils import timezone
-
         end = self.finished_at or timezone.now()
         return max(0.0, (end - self.started_at).total_seconds())
-
-    KEY_METRICS = ("mAP50", "mAP50-95", "precision", "recall", "accuracy", "roc_auc", "f1", "log_loss")
 
     def key_metrics(self) -> dict[str, float]:
         """The few numbers worth a glance (the registry's key metrics), from the latest metrics."""
         metrics = self.metrics or {}
-        return {name: metrics[name] for name in self.KEY_METRICS if isinstance(metrics.get(name), int | float)}
+        return {name: metrics[name] for name in KEY_METRICS if isinstance(metrics.get(name), int | float)}

@@ -13,17 +13,24 @@ from __future__ import annotations
 import collections
 import logging
 import re
+import sys
 import threading
 import time
 import traceback
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection
 
-from backend.training import services
+from backend.core.mlops_config import mlops_config
+from backend.registry.services import promote_version, record_version
+from backend.training import jobs
+from backend.training.datasets import prepared_dataset
 from backend.training.models import TrainingJob
+from backend.training.requests import split_params, trainer_kind
 from mlops.exceptions import MlopsError, TrainingCancelled
+from mlops.training.search import search_detector, search_tabular
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +108,9 @@ class JobReporter:
 
     def on_stage(self, stage: str) -> None:
         """Between steps outside the trainer: record the step, and stop here if cancelled."""
-        if self._cancel.is_set() or services.cancel_requested(self.job_id):
+        if self._cancel.is_set() or jobs.cancel_requested(self.job_id):
             raise TrainingCancelled(f"job #{self.job_id} was cancelled while {stage}", details={"run_id": self.run_id})
-        services.record_stage(self.job_id, stage)
+        jobs.record_stage(self.job_id, stage)
 
     def on_epoch(self, epoch: int, epochs: int, metrics: dict) -> None:
         self.epoch, self.epochs = int(epoch), int(epochs)
@@ -136,7 +143,7 @@ class JobReporter:
 
     def flush(self) -> None:
         self._last_flush = time.monotonic()
-        services.record_progress(
+        jobs.record_progress(
             self.job_id,
             epoch=self.epoch,
             epochs=self.epochs,
@@ -149,7 +156,7 @@ class JobReporter:
 
     def _find_mlflow_run(self) -> None:
         """The trainer's MLflow run (the parent of a search's trial runs), for the link on the page."""
-        import mlflow
+        import mlflow  # here, not at the top: MLflow stays off the web process's import path
 
         run = mlflow.active_run()
         if run is None:
@@ -163,11 +170,11 @@ class JobReporter:
         try:
             while not self._done.wait(CANCEL_POLL_S):
                 try:
-                    if not self._cancel.is_set() and services.cancel_requested(self.job_id):
+                    if not self._cancel.is_set() and jobs.cancel_requested(self.job_id):
                         logger.info("training.cancel_seen job=%s", self.job_id)
                         self._cancel.set()
                     if time.monotonic() - last_beat >= HEARTBEAT_S:
-                        services.record_heartbeat(self.job_id, log_tail=self.log_tail())
+                        jobs.record_heartbeat(self.job_id, log_tail=self.log_tail())
                         last_beat = time.monotonic()
                 except Exception:
                     logger.warning("training.monitor_error job=%s", self.job_id, exc_info=True)
@@ -182,20 +189,20 @@ def _is_number(value) -> bool:
 # -- the job ---------------------------------------------------------------------------------------
 def execute_job(job_id: int, *, task_id: str, hostname: str) -> str:
     """Run job `job_id` to a final state; returns that state ("skipped" when already claimed)."""
-    job = services.claim_job(job_id, task_id=task_id, hostname=hostname)
+    job = jobs.claim_job(job_id, task_id=task_id, hostname=hostname)
     if job is None:
         return "skipped"
     with JobReporter(job.pk) as reporter:
         try:
             return _run(job, reporter)
         except TrainingCancelled as exc:
-            services.finish_cancelled(
+            jobs.finish_cancelled(
                 job.pk, log_tail=reporter.log_tail(), run_id=reporter.run_id or exc.details.get("run_id", "")
             )
             return TrainingJob.Status.CANCELLED
         except Exception as exc:  # noqa: BLE001  (every failure, ours or a library's, ends the job as failed)
             code = getattr(exc, "code", "") if isinstance(exc, MlopsError) else _failure_code(exc)
-            services.finish_failed(
+            jobs.finish_failed(
                 job.pk,
                 message=f"{type(exc).__name__}: {exc}",
                 code=code or "training_failed",
@@ -208,19 +215,13 @@ def execute_job(job_id: int, *, task_id: str, hostname: str) -> str:
 
 
 def _failure_code(exc: BaseException) -> str:
-    from celery.exceptions import SoftTimeLimitExceeded
-
     return "time_limit" if isinstance(exc, SoftTimeLimitExceeded) else "training_failed"
 
 
 def _run(job: TrainingJob, reporter: JobReporter) -> str:
-    from backend.core.mlops_config import mlops_config
-    from backend.registry.services import record_version
-    from backend.training.datasets import prepared_dataset
-
     config = mlops_config()
     config.apply_process_env()
-    trainer_params, data_options = services.split_params(job.params, search=job.kind == Kind.SEARCH)
+    trainer_params, data_options = split_params(job.params, search=job.kind == Kind.SEARCH)
     reporter.on_stage("preparing data")
     dataset = prepared_dataset(
         job.dataset,
@@ -231,14 +232,14 @@ def _run(job: TrainingJob, reporter: JobReporter) -> str:
         on_stage=reporter.on_stage,
     )
     reporter.on_stage("training")
-    services.record_stage(job.pk, "training", data_version=dataset.data_version, dataset_path=str(dataset.path))
+    jobs.record_stage(job.pk, "training", data_version=dataset.data_version, dataset_path=str(dataset.path))
     outcome, run_id, extra_metrics = _train(job, config, trainer_params, dataset, reporter)
     reporter.run_id = run_id
-    services.record_stage(job.pk, "registering")
+    jobs.record_stage(job.pk, "registering")
     comparison = outcome.comparison.to_dict() if outcome.comparison is not None else {}
     version = record_version(outcome.version, comparison=comparison)
     promotion_error = _promote(job, version) if job.auto_promote else ""
-    services.finish_succeeded(
+    jobs.finish_succeeded(
         job.pk,
         version=version,
         metrics={**outcome.metrics, **extra_metrics},
@@ -260,18 +261,16 @@ def _train(job: TrainingJob, config, trainer_params: dict, dataset, reporter: Jo
         "description": f"trained by training job #{job.pk}",
     }
     if job.kind == Kind.DETECTION:
-        from mlops.training.yolo import train_detector
+        from mlops.training.yolo import train_detector  # here: Ultralytics and torch stay off the web process
 
         outcome = train_detector(config, trainer_params, dataset.path, on_epoch=reporter.on_epoch, **common)
         return outcome, outcome.run_id, {}
     if job.kind == Kind.TABULAR:
-        from mlops.training.xgb import train_tabular
+        from mlops.training.xgb import train_tabular  # here: XGBoost stays off the web process
 
         outcome = train_tabular(config, trainer_params, dataset.path, on_epoch=reporter.on_epoch, **common)
         return outcome, outcome.run_id, {}
-    from mlops.training.search import search_detector, search_tabular
-
-    target = services.trainer_kind(job.kind, job.params)
+    target = trainer_kind(job.kind, job.params)
     search = search_detector if target == Kind.DETECTION else search_tabular
     result = search(
         config,
@@ -288,8 +287,6 @@ def _train(job: TrainingJob, config, trainer_params: dict, dataset, reporter: Jo
 
 def _promote(job: TrainingJob, version) -> str:
     """Promote the new version; a refusal (smoke test, approval policy) is recorded, not raised."""
-    from backend.registry.services import promote_version
-
     try:
         promote_version(version, actor=job.requested_by, reason=f"auto-promoted by training job #{job.pk}")
     except MlopsError as exc:
@@ -304,11 +301,9 @@ def _promote(job: TrainingJob, version) -> str:
 
 def _contain_mlflow() -> None:
     """Undo what a training left in this process: autologging (Ultralytics turns it on) and open runs."""
-    import sys
-
     if "mlflow" not in sys.modules:
         return
-    import mlflow
+    import mlflow  # loaded already (checked above); not at the top, to keep it off the web process
 
     try:
         mlflow.autolog(disable=True, silent=True)

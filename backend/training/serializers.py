@@ -1,8 +1,8 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from backend.training import services
 from backend.training.models import TrainingJob
+from backend.training.requests import check_job_request
 
 
 class JobVersionSerializer(serializers.Serializer):
@@ -103,7 +103,7 @@ class TrainingJobStartSerializer(serializers.Serializer):
     auto_promote = serializers.BooleanField(required=False, default=False)
 
     def validate(self, attrs: dict) -> dict:
-        problems = services.check_job_request(
+        problems = check_job_request(
             attrs["kind"], model_name=attrs["model_name"], dataset=attrs["dataset"], params=attrs["params"]
         )
         if problems:

@@ -1,47 +1,36 @@
-"""Every change to a training job goes through these functions: start, cancel, and the lifecycle
-the Celery task drives (claim, heartbeat, progress, success, failure, cancellation), plus the reaper.
+"""Starting, enqueueing and cancelling training jobs: what the API, the admin and the commands ask.
 
-State changes that race (a worker claiming, a person cancelling, the reaper failing a job) are
-conditional updates on `status`, so each transition happens at most once whoever gets there first.
+The lifecycle the task drives once a job runs is in jobs.py, the reaper in reaper.py. A job's
+message is sent by task name (RUN_JOB_TASK), so this module never imports the tasks that call it.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import uuid
-from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
 
-from django.conf import settings
+from celery import current_app
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
+from backend.training.jobs import finish_failed
 from backend.training.models import TrainingJob
-from mlops.exceptions import InvalidInput, MlopsError
+from backend.training.requests import (
+    DEFAULT_DATASETS,
+    check_job_request,
+    default_model_name,
+    raise_for_problems,
+    trainer_kind,
+)
+from mlops.exceptions import MlopsError
 
 logger = logging.getLogger(__name__)
 
 Status = TrainingJob.Status
-Kind = TrainingJob.Kind
 
-# Keys of job params that configure the data rather than the trainer.
-DATA_PARAM_KEYS = ("data", "split", "validate")
-# Search jobs: which trainer the trials run, how many, and (optionally) the space over params.yaml's.
-SEARCH_PARAM_KEYS = ("target", "trials", "space")
-# The ingest options each source scheme reads (mlops.data.ingest); synthetic sources take their spec's.
-INGEST_OPTION_KEYS = {"kaggle": {"target", "timeout"}, "folder": {"target"}, "sklearn": set(), "": {"target"}}
-DEFAULT_DATASETS = {Kind.DETECTION: "synthetic:shapes", Kind.TABULAR: "sklearn:breast_cancer"}
-DETECTION_SOURCES = ("synthetic:shapes",)
-TABULAR_SOURCES = ("sklearn:breast_cancer", "synthetic:tabular")
-_KAGGLE_HANDLE = re.compile(r"^kaggle:[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(/versions/\d+)?$")
-
-# The reaper's error codes: a late success from a worker the reaper gave up on still counts.
-REAPED_CODES = ("heartbeat_lost", "worker_lost", "message_lost")
-# A queued job's message may be re-sent this many times before the job is failed.
-MAX_ENQUEUES = 3
+# The name of the task that runs a job (tasks.run_job); CELERY_TASK_ROUTES sends it to the `training` queue.
+RUN_JOB_TASK = "training.run_job"
 
 
 class JobConflict(MlopsError):
@@ -51,132 +40,6 @@ class JobConflict(MlopsError):
     status = 409
 
 
-# -- the request -----------------------------------------------------------------------------------
-def default_model_name(kind: str) -> str:
-    if kind == Kind.TABULAR:
-        return settings.DEFAULT_TABULAR_MODEL
-    return settings.DEFAULT_DETECTION_MODEL
-
-
-def trainer_kind(kind: str, params: dict | None) -> str:
-    """The kind of model a job produces: its own kind, or a search's `target` (tabular by default)."""
-    if kind == Kind.SEARCH:
-        return str((params or {}).get("target") or Kind.TABULAR)
-    return kind
-
-
-def split_params(params: dict | None, *, search: bool = False) -> tuple[dict, dict]:
-    """(trainer overrides, data options) out of a job's params; a search's own settings left out."""
-    params = dict(params or {})
-    data = {key: params.pop(key) for key in DATA_PARAM_KEYS if key in params}
-    if search:
-        for key in SEARCH_PARAM_KEYS:
-            params.pop(key, None)
-    return params, data
-
-
-def check_job_request(kind: str, *, model_name: str = "", dataset: str = "", params: dict | None = None) -> dict:
-    """Problems with a job request, by field ({} when it is fine). Cheap: nothing is downloaded."""
-    problems: dict[str, str] = {}
-    if kind not in Kind.values:
-        return {"kind": f"unknown kind {kind!r}: choose from {', '.join(Kind.values)}"}
-    if params is not None and not isinstance(params, dict):
-        return {"params": "params must be a JSON object"}
-    params = dict(params or {})
-    target = trainer_kind(kind, params)
-    if target not in (Kind.DETECTION, Kind.TABULAR):
-        problems["params"] = f"params.target must be detection or tabular, not {target!r}"
-        return problems
-    dataset = dataset or DEFAULT_DATASETS[target]
-    if problem := _dataset_problem(target, dataset):
-        problems["dataset"] = problem
-    if problem := _model_name_problem(target, model_name or default_model_name(target)):
-        problems["model_name"] = problem
-    if not problems.get("dataset") and (problem := _params_problem(kind, target, dataset, params)):
-        problems["params"] = problem
-    return problems
-
-
-def _dataset_problem(target: str, dataset: str) -> str:
-    scheme, _, rest = dataset.partition(":")
-    if scheme == "kaggle":
-        return "" if _KAGGLE_HANDLE.match(dataset) else "a Kaggle source looks like kaggle:OWNER/DATASET"
-    if scheme in ("synthetic", "sklearn"):
-        allowed = DETECTION_SOURCES if target == Kind.DETECTION else TABULAR_SOURCES
-        if dataset not in allowed:
-            return f"{dataset!r} cannot train a {target} model: use {' or '.join(allowed)}"
-        return ""
-    path = Path(rest) if scheme == "folder" else Path(dataset)
-    if scheme not in ("folder", "") and not path.is_absolute() and not dataset.startswith("."):
-        return (
-            f"unknown dataset {dataset!r}: use synthetic:shapes, sklearn:breast_cancer, synthetic:tabular, "
-            "kaggle:OWNER/DATASET, folder:PATH or the path of a prepared dataset"
-        )
-    if not path.is_dir():
-        return f"no dataset folder at {path}"
-    return ""
-
-
-def _model_name_problem(target: str, model_name: str) -> str:
-    from backend.registry.models import RegisteredModel
-
-    if not re.fullmatch(r"[-a-zA-Z0-9_]+", model_name):
-        return "a model name holds letters, digits, '-' and '_' only"
-    existing = RegisteredModel.objects.filter(name=model_name).values_list("kind", flat=True).first()
-    if existing and existing != target:
-        return f"{model_name!r} is a {existing} model; this job trains a {target} model"
-    return ""
-
-
-def _params_problem(kind: str, target: str, dataset: str, params: dict) -> str:
-    """The first problem in `params`, checked with the same classes that will consume them."""
-    from backend.training.datasets import pipeline_defaults
-    from mlops.data.prepare import SplitSpec
-    from mlops.data.synthetic import ShapesSpec, TabularSpec
-    from mlops.data.validate import ValidationPolicy
-    from mlops.training.params import DetectorParams, TabularParams
-
-    trainer_params, data = split_params(params, search=kind == Kind.SEARCH)
-    for key in DATA_PARAM_KEYS:
-        if key in data and not isinstance(data[key], dict):
-            return f"params.{key} must be a JSON object"
-    trainer_class = DetectorParams if target == Kind.DETECTION else TabularParams
-    defaults = pipeline_defaults(dataset)
-    ingest_options = {**defaults["ingest"], **data.get("data", {})}
-    try:
-        base = trainer_class.resolve(trainer_params)
-        if kind == Kind.SEARCH and (problem := _search_problem(params, base)):
-            return problem
-        if dataset == "synthetic:shapes":
-            ShapesSpec.from_mapping(ingest_options)
-        elif dataset == "synthetic:tabular":
-            TabularSpec.from_mapping(ingest_options)
-        elif unknown := sorted(set(data.get("data", {})) - INGEST_OPTION_KEYS.get(dataset.partition(":")[0], set())):
-            return f"params.data: {dataset} takes no options {unknown}"
-        SplitSpec.from_mapping({**defaults["split"], **data.get("split", {})})
-        ValidationPolicy.from_mapping({**defaults["validate"], **data.get("validate", {})})
-    except InvalidInput as exc:
-        return exc.message
-    except (TypeError, ValueError) as exc:
-        return f"bad params: {exc}"
-    return ""
-
-
-def _search_problem(params: dict, base) -> str:
-    trials = params.get("trials", 1)
-    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
-        return "params.trials must be a positive integer"
-    space = params.get("space")
-    if space is not None:
-        if not isinstance(space, dict) or not all(isinstance(spec, dict) for spec in space.values()):
-            return 'params.space maps parameter names to {"type": "int|float|categorical", ...}'
-        unknown = sorted(set(space) - set(type(base).__dataclass_fields__))
-        if unknown:
-            return f"params.space names unknown parameters {unknown}"
-    return ""
-
-
-# -- starting and cancelling ---------------------------------------------------------------------
 def start_job(
     kind: str,
     *,
@@ -192,10 +55,7 @@ def start_job(
     With a `dedupe_key`, JobConflict is raised while another job with that key is queued or running.
     """
     params = dict(params or {})
-    problems = check_job_request(kind, model_name=model_name, dataset=dataset, params=params)
-    if problems:
-        field_name, message = next(iter(problems.items()))
-        raise InvalidInput(f"{field_name}: {message}", code="bad_job_request", details={"fields": problems})
+    raise_for_problems(check_job_request(kind, model_name=model_name, dataset=dataset, params=params))
     target = trainer_kind(kind, params)
     try:
         with transaction.atomic():
@@ -218,8 +78,6 @@ def start_job(
 
 def enqueue_job(job_id: int) -> bool:
     """Send the job's message (a fresh task id each time); a broker that refuses it fails the job."""
-    from backend.training.tasks import run_job
-
     task_id = str(uuid.uuid4())
     updated = TrainingJob.objects.filter(pk=job_id, status=Status.QUEUED).update(
         celery_task_id=task_id, enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1
@@ -227,7 +85,7 @@ def enqueue_job(job_id: int) -> bool:
     if not updated:
         return False
     try:
-        run_job.apply_async(kwargs={"job_id": job_id}, task_id=task_id)
+        _send(job_id, task_id)
     except Exception as exc:
         finish_failed(
             job_id,
@@ -241,29 +99,22 @@ def enqueue_job(job_id: int) -> bool:
     return True
 
 
+def _send(job_id: int, task_id: str) -> None:
+    if current_app.conf.task_always_eager:  # debugging (CELERY_TASK_ALWAYS_EAGER): run it here and now
+        current_app.tasks[RUN_JOB_TASK].apply(kwargs={"job_id": job_id}, task_id=task_id)
+    else:
+        current_app.send_task(RUN_JOB_TASK, kwargs={"job_id": job_id}, task_id=task_id)
+
+
 def cancel_job(job: TrainingJob, *, user=None) -> TrainingJob:
     """Cancel a queued job at once (its message is revoked); ask a running one to stop.
 
     A running trainer polls `cancel_requested` and stops at the next batch; the job then ends in
     `cancelled` and its MLflow run in KILLED.
     """
-    from backend import celery_app
-
     who = getattr(user, "username", None) or "system"
-    cancelled = TrainingJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(
-        status=Status.CANCELLED,
-        cancel_requested=True,
-        finished_at=timezone.now(),
-        stage="cancelled",
-        error=f"cancelled by {who} before it started",
-        error_code="cancelled",
-    )
-    if cancelled:
-        if job.celery_task_id:
-            try:
-                celery_app.control.revoke(job.celery_task_id)
-            except Exception:  # the claim refuses a cancelled job anyway; the revoke only saves a delivery
-                logger.warning("training.revoke_failed job=%s task=%s", job.pk, job.celery_task_id, exc_info=True)
+    if _cancel_queued(job, who):
+        _revoke(job)
         logger.info("training.job_cancelled job=%s by=%s while=queued", job.pk, who)
     elif TrainingJob.objects.filter(pk=job.pk, status=Status.RUNNING).update(cancel_requested=True):
         logger.info("training.cancel_requested job=%s by=%s", job.pk, who)
@@ -274,253 +125,26 @@ def cancel_job(job: TrainingJob, *, user=None) -> TrainingJob:
     return job
 
 
-# -- the lifecycle the task drives ---------------------------------------------------------------
-def claim_job(job_id: int, *, task_id: str, hostname: str) -> TrainingJob | None:
-    """queued -> running, once: a second delivery of the same message finds nothing to claim."""
-    now = timezone.now()
-    claimed = TrainingJob.objects.filter(pk=job_id, status=Status.QUEUED).update(
-        status=Status.RUNNING,
-        started_at=now,
-        heartbeat_at=now,
-        celery_task_id=task_id or "",
-        worker_hostname=hostname or "",
-        stage="starting",
-        progress=0.0,
+def _cancel_queued(job: TrainingJob, who: str) -> bool:
+    return bool(
+        TrainingJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(
+            status=Status.CANCELLED,
+            cancel_requested=True,
+            finished_at=timezone.now(),
+            stage="cancelled",
+            error=f"cancelled by {who} before it started",
+            error_code="cancelled",
+        )
     )
-    if not claimed:
-        state = TrainingJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
-        logger.warning("training.claim_skipped job=%s task=%s status=%s", job_id, task_id, state)
-        return None
-    logger.info("training.job_claimed job=%s task=%s worker=%s", job_id, task_id, hostname)
-    return TrainingJob.objects.get(pk=job_id)
 
 
-def _running(job_id: int):
-    return TrainingJob.objects.filter(pk=job_id, status=Status.RUNNING)
-
-
-def record_heartbeat(job_id: int, *, log_tail: str | None = None) -> bool:
-    changes = {"heartbeat_at": timezone.now()}
-    if log_tail is not None:
-        changes["log_tail"] = log_tail
-    return bool(_running(job_id).update(**changes))
-
-
-def cancel_requested(job_id: int) -> bool:
-    return bool(TrainingJob.objects.filter(pk=job_id).values_list("cancel_requested", flat=True).first())
-
-
-def record_stage(job_id: int, stage: str, **changes) -> None:
-    _running(job_id).update(stage=stage, heartbeat_at=timezone.now(), **changes)
-
-
-def record_progress(
-    job_id: int,
-    *,
-    epoch: int,
-    epochs: int,
-    metrics: dict,
-    history: list[dict],
-    log_tail: str | None = None,
-    mlflow_run_id: str = "",
-    mlflow_experiment_id: str = "",
-) -> None:
-    """One epoch's progress: the bar, the latest metrics and the curves' points."""
-    changes = {
-        "epoch": epoch,
-        "epochs": epochs,
-        "progress": round(min(100.0, 100.0 * epoch / epochs), 2) if epochs else 0.0,
-        "metrics": metrics,
-        "history": history,
-        "heartbeat_at": timezone.now(),
-    }
-    if log_tail is not None:
-        changes["log_tail"] = log_tail
-    if mlflow_run_id:
-        changes["mlflow_run_id"] = mlflow_run_id
-        changes["mlflow_experiment_id"] = mlflow_experiment_id
-    _running(job_id).update(**changes)
-
-
-def finish_succeeded(
-    job_id: int,
-    *,
-    version,
-    metrics: dict,
-    comparison: dict,
-    run_id: str,
-    history: list[dict] | None = None,
-    log_tail: str | None = None,
-    promotion_error: str = "",
-    steps: int | None = None,
-) -> bool:
-    """running -> succeeded with the registered version; also over a reaper's verdict that came too early."""
-    now = timezone.now()
-    changes = {
-        "status": Status.SUCCEEDED,
-        "stage": "done",
-        "model_version": version,
-        "metrics": metrics,
-        "comparison": comparison,
-        "mlflow_run_id": run_id,
-        "progress": 100.0,
-        "finished_at": now,
-        "heartbeat_at": now,
-        "promotion_error": promotion_error,
-        "error": "",
-        "error_code": "",
-        "traceback": "",
-    }
-    if history is not None:
-        changes["history"] = history
-    if log_tail is not None:
-        changes["log_tail"] = log_tail
-    if steps:
-        # Early stopping ends before the planned count: the bar shows what actually ran, complete.
-        changes["epoch"] = changes["epochs"] = steps
-    updated = TrainingJob.objects.filter(
-        Q(status=Status.RUNNING) | Q(status=Status.FAILED, error_code__in=REAPED_CODES), pk=job_id
-    ).update(**changes)
-    logger.info("training.job_succeeded job=%s version=%s updated=%s", job_id, version, updated)
-    return bool(updated)
-
-
-def finish_failed(
-    job_id: int,
-    *,
-    message: str,
-    code: str = "training_failed",
-    traceback: str = "",
-    log_tail: str | None = None,
-    from_statuses: tuple[str, ...] = (Status.RUNNING,),
-) -> bool:
-    changes = {
-        "status": Status.FAILED,
-        "stage": "failed",
-        "error": message[:10000],
-        "error_code": code[:64],
-        "traceback": traceback[-50000:],
-        "finished_at": timezone.now(),
-    }
-    if log_tail is not None:
-        changes["log_tail"] = log_tail
-    updated = TrainingJob.objects.filter(pk=job_id, status__in=from_statuses).update(**changes)
-    if updated:
-        logger.warning("training.job_failed job=%s code=%s error=%s", job_id, code, message[:300])
-    return bool(updated)
-
-
-def finish_cancelled(job_id: int, *, log_tail: str | None = None, run_id: str = "") -> bool:
-    changes = {
-        "status": Status.CANCELLED,
-        "stage": "cancelled",
-        "finished_at": timezone.now(),
-        "error_code": "cancelled",
-    }
-    if log_tail is not None:
-        changes["log_tail"] = log_tail
-    if run_id:
-        changes["mlflow_run_id"] = run_id
-    updated = _running(job_id).update(**changes)
-    logger.info("training.job_cancelled job=%s while=running", job_id)
-    return bool(updated)
-
-
-# -- the reaper ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ReapResult:
-    failed: list[int] = field(default_factory=list)
-    requeued: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {"failed": self.failed, "requeued": self.requeued}
-
-
-# A running job is only judged by its worker's answers once its heartbeat is this old: the
-# heartbeat thread writes every HEARTBEAT_SECONDS, so a younger one proves the process is alive.
-WORKER_CHECK_AFTER = timedelta(seconds=90)
-
-
-_LOOK_UP = object()
-
-
-def reap_stale_jobs(
-    *, now=None, workers=_LOOK_UP, broker_task_ids=_LOOK_UP, worker_check_after: timedelta = WORKER_CHECK_AFTER
-) -> ReapResult:
-    """Fail running jobs whose worker died; re-send (or fail) queued jobs whose message was lost.
-
-    Running: failed when the heartbeat is older than TRAINING_STALE_AFTER_SECONDS, or older than
-    WORKER_CHECK_AFTER while its worker does not answer or answers without the job's task.
-    Queued: when the message is in neither the broker's queue nor its unacknowledged set (Redis)
-    after TRAINING_STALE_AFTER_SECONDS, it is sent again, up to MAX_ENQUEUES times, then failed.
-    A duplicate message is harmless (the claim runs a job once). With a broker we cannot look
-    into, queued jobs are left alone.
-
-    `workers` ({hostname: {task ids}}) and `broker_task_ids` (a set) are looked up from Celery
-    when not given; None stands for "could not tell".
-    """
-    from backend.training import broker
-
-    now = now or timezone.now()
-    stale_after = timedelta(seconds=settings.TRAINING_STALE_AFTER_SECONDS)
-    result = ReapResult()
-
-    running = list(TrainingJob.objects.filter(status=Status.RUNNING, heartbeat_at__lt=now - worker_check_after))
-    if workers is _LOOK_UP:
-        workers = broker.active_tasks_by_worker() if running else None
-    for job in running:
-        silent_s = int((now - job.heartbeat_at).total_seconds())
-        if job.heartbeat_at < now - stale_after:
-            code = "heartbeat_lost"
-            message = f"no heartbeat from worker {job.worker_hostname or '?'} for {silent_s}s: the worker died or hung"
-        elif workers is not None and job.worker_hostname and job.worker_hostname not in workers:
-            code = "worker_lost"
-            message = f"worker {job.worker_hostname} is gone (no answer; last heartbeat {silent_s}s ago)"
-        elif workers is not None and job.worker_hostname and job.celery_task_id not in workers[job.worker_hostname]:
-            code = "worker_lost"
-            message = (
-                f"worker {job.worker_hostname} is no longer running the job's task "
-                f"(its process died; last heartbeat {silent_s}s ago)"
-            )
-        else:
-            continue
-        if finish_failed(job.pk, message=message, code=code):
-            result.failed.append(job.pk)
-            _end_orphaned_run(job.mlflow_run_id)
-
-    lost_before = now - stale_after
-    queued = list(TrainingJob.objects.filter(status=Status.QUEUED, enqueued_at__lt=lost_before))
-    if broker_task_ids is _LOOK_UP:
-        broker_task_ids = broker.pending_task_ids() if queued else None
-    if queued and broker_task_ids is None:
-        logger.info("training.reap_queued_skipped reason=broker_not_inspectable jobs=%s", len(queued))
-    for job in queued if broker_task_ids is not None else []:
-        if job.celery_task_id in broker_task_ids:
-            continue
-        if job.enqueue_count >= MAX_ENQUEUES:
-            message = f"the broker lost the job's message {job.enqueue_count} times; no worker ever started it"
-            if finish_failed(job.pk, message=message, code="message_lost", from_statuses=(Status.QUEUED,)):
-                result.failed.append(job.pk)
-        elif enqueue_job(job.pk):
-            result.requeued.append(job.pk)
-    if result.failed or result.requeued:
-        logger.warning("training.reaped failed=%s requeued=%s", result.failed, result.requeued)
-    return result
-
-
-def _end_orphaned_run(run_id: str) -> None:
-    """A worker that died left its MLflow run RUNNING: mark it FAILED like the job."""
-    if not run_id:
+def _revoke(job: TrainingJob) -> None:
+    if not job.celery_task_id:
         return
-    from backend.registry.services import model_registry
-
     try:
-        client = model_registry().client
-        if client.get_run(run_id).info.status == "RUNNING":
-            client.set_terminated(run_id, status="FAILED")
-            client.set_tag(run_id, "modelyard.error", "the training's worker died (marked failed by the reaper)")
-    except Exception:  # the job's state is what matters; MLflow may be down or the run gone
-        logger.warning("training.orphaned_run_not_ended run=%s", run_id, exc_info=True)
+        current_app.control.revoke(job.celery_task_id)
+    except Exception:  # the claim refuses a cancelled job anyway; the revoke only saves a delivery
+        logger.warning("training.revoke_failed job=%s task=%s", job.pk, job.celery_task_id, exc_info=True)
 
 
 def active_job_for(model_name: str) -> TrainingJob | None:

@@ -12,6 +12,9 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from backend.training import reaper, runner
+from backend.training.services import RUN_JOB_TASK
+
 logger = logging.getLogger(__name__)
 
 
@@ -20,7 +23,7 @@ logger = logging.getLogger(__name__)
 # process dies; the claim then refuses to run the job twice and the reaper fails it. The time
 # limits stay below the broker's visibility timeout, so Redis never redelivers a running task.
 @shared_task(
-    name="training.run_job",
+    name=RUN_JOB_TASK,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -28,14 +31,10 @@ logger = logging.getLogger(__name__)
     soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
 )
 def run_job(self, *, job_id: int) -> str:
-    from backend.training.runner import execute_job
-
-    return execute_job(job_id, task_id=self.request.id or "", hostname=self.request.hostname or "")
+    return runner.execute_job(job_id, task_id=self.request.id or "", hostname=self.request.hostname or "")
 
 
 # Runs every 5 minutes from the beat schedule; idempotent, so a lost or doubled run is harmless.
 @shared_task(name="training.reap_stale_jobs")
 def reap_stale_jobs() -> dict:
-    from backend.training.services import reap_stale_jobs as reap
-
-    return reap().to_dict()
+    return reaper.reap_stale_jobs().to_dict()

@@ -2,11 +2,11 @@
 
 from django.urls import path
 
-from backend.training import views
+from backend.training import pages
 
 app_name = "training"
 
 urlpatterns = [
-    path("jobs/", views.job_list, name="job-list"),
-    path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
+    path("jobs/", pages.job_list, name="job-list"),
+    path("jobs/<int:pk>/", pages.job_detail, name="job-detail"),
 ]

@@ -6,7 +6,7 @@ import threading
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from backend.training import services
+from backend.training import jobs
 from backend.training.models import TrainingJob
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -36,7 +36,7 @@ def race(count: int, work) -> list:
 
 def test_concurrent_deliveries_claim_a_job_once():
     job = TrainingJob.objects.create(kind="tabular", model_name="raced", dataset="sklearn:breast_cancer")
-    results = race(6, lambda i: services.claim_job(job.pk, task_id=f"t-{i}", hostname=f"worker-{i}@h"))
+    results = race(6, lambda i: jobs.claim_job(job.pk, task_id=f"t-{i}", hostname=f"worker-{i}@h"))
     winners = [result for result in results if isinstance(result, TrainingJob)]
     assert len(winners) == 1, results
     assert all(result is None for result in results if result not in winners)

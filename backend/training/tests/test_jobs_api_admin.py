@@ -1,14 +1,17 @@
 """Training jobs without a worker: who may start, see and cancel them; what a bad request hears back;
 the admin's start form and actions; the claim; the reaper's verdicts; bootstrap_models idempotence.
 
-Rows are created in a transaction that is rolled back, so no message reaches the broker here
-(enqueueing happens on commit); the worker tests run the jobs for real.
+Rows are created in a transaction that is rolled back, so starting a job sends no message here
+(enqueueing happens on commit): the few tests that publish one do it themselves. The worker tests
+run the jobs for real.
 """
 
 from datetime import timedelta
 from io import StringIO
 
 import pytest
+from celery import current_app
+from celery.signals import before_task_publish
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.test import override_settings
@@ -18,8 +21,10 @@ from rest_framework.test import APIClient
 
 from backend.registry.models import RegisteredModel
 from backend.registry.services import model_registry
-from backend.training import services
+from backend.training import broker, jobs, reaper, services
 from backend.training.models import TrainingJob
+from backend.training.requests import steps_param
+from backend.training.tasks import run_job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -128,22 +133,22 @@ def test_cancelling_a_queued_job_ends_it_and_a_finished_one_is_a_conflict(staff_
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "job_conflict"
     # A message delivered after the cancel finds nothing to claim.
-    assert services.claim_job(job.pk, task_id="late", hostname="w@h") is None
+    assert jobs.claim_job(job.pk, task_id="late", hostname="w@h") is None
 
     running = make_job(status="running", started_at=timezone.now(), heartbeat_at=timezone.now())
     asked = staff.post(f"{JOBS_URL}{running.pk}/cancel/").json()
     assert (asked["status"], asked["cancel_requested"]) == ("running", True)
-    assert services.cancel_requested(running.pk)
+    assert jobs.cancel_requested(running.pk)
 
 
 def test_a_job_is_claimed_once(staff_user):
     job = services.start_job("tabular", params={"n_estimators": 5}, user=staff_user)
-    claimed = services.claim_job(job.pk, task_id="t-1", hostname="trainer@a")
+    claimed = jobs.claim_job(job.pk, task_id="t-1", hostname="trainer@a")
     assert claimed is not None
     assert (claimed.status, claimed.worker_hostname, claimed.celery_task_id) == ("running", "trainer@a", "t-1")
     # The same message redelivered (or a duplicate sent by the reaper) never trains twice.
-    assert services.claim_job(job.pk, task_id="t-1", hostname="trainer@b") is None
-    assert services.claim_job(job.pk, task_id="t-2", hostname="trainer@a") is None
+    assert jobs.claim_job(job.pk, task_id="t-1", hostname="trainer@b") is None
+    assert jobs.claim_job(job.pk, task_id="t-2", hostname="trainer@a") is None
     assert TrainingJob.objects.get(pk=job.pk).worker_hostname == "trainer@a"
 
 
@@ -216,6 +221,14 @@ def test_admin_starts_cancels_and_reruns_jobs(client, admin_user):
     assert set(TrainingJob.objects.values_list("status", flat=True)) == {"cancelled"}
 
 
+def test_epochs_set_the_step_count_of_the_jobs_trainer():
+    """The admin's and the `train` command's --epochs: boosting rounds for a tabular trainer."""
+    assert steps_param("detection", {}) == "epochs"
+    assert steps_param("tabular", {}) == "n_estimators"
+    assert steps_param("search", {}) == "n_estimators"  # a search tunes a tabular model unless told
+    assert steps_param("search", {"target": "detection"}) == "epochs"
+
+
 def test_staff_without_training_permissions_sees_no_admin_for_jobs(client, staff_user):
     client.force_login(staff_user)
     assert client.get(reverse("admin:training_trainingjob_add")).status_code == 403
@@ -243,7 +256,7 @@ def test_reaper_fails_silent_and_orphaned_jobs_only():
     fresh = running(5, host="trainer@gone", task="t-fresh")  # too recent to judge by the workers
     workers = {"trainer@a": {"t-ok", "t-silent"}}
 
-    result = services.reap_stale_jobs(now=now, workers=workers, broker_task_ids=set())
+    result = reaper.reap_stale_jobs(now=now, workers=workers, broker_task_ids=set())
     assert sorted(result.failed) == sorted([silent.pk, worker_gone.pk, process_gone.pk])
     states = {job.pk: (job.status, job.error_code) for job in TrainingJob.objects.all()}
     assert states[silent.pk] == ("failed", "heartbeat_lost")
@@ -258,7 +271,7 @@ def test_reaper_fails_silent_and_orphaned_jobs_only():
     # Unknown worker state (broker unreachable): only the heartbeat rule applies.
     unknown = running(601, host="trainer@x")
     merely_quiet = running(120, host="trainer@x")
-    result = services.reap_stale_jobs(now=now, workers=None, broker_task_ids=set())
+    result = reaper.reap_stale_jobs(now=now, workers=None, broker_task_ids=set())
     assert result.failed == [unknown.pk]
     assert TrainingJob.objects.get(pk=merely_quiet.pk).status == "running"
 
@@ -268,10 +281,10 @@ def test_reaper_leaves_waiting_queued_jobs_and_gives_up_on_lost_ones():
     now = timezone.now()
     old = now - timedelta(seconds=700)
     waiting = make_job(enqueued_at=old, celery_task_id="in-queue", enqueue_count=1)
-    lost_too_often = make_job(enqueued_at=old, celery_task_id="gone", enqueue_count=services.MAX_ENQUEUES)
+    lost_too_often = make_job(enqueued_at=old, celery_task_id="gone", enqueue_count=reaper.MAX_ENQUEUES)
     recent = make_job(enqueued_at=now - timedelta(seconds=30), celery_task_id="recent", enqueue_count=1)
 
-    result = services.reap_stale_jobs(now=now, workers={}, broker_task_ids={"in-queue"})
+    result = reaper.reap_stale_jobs(now=now, workers={}, broker_task_ids={"in-queue"})
     assert result.failed == [lost_too_often.pk]
     assert result.requeued == []
     assert TrainingJob.objects.get(pk=lost_too_often.pk).error_code == "message_lost"
@@ -279,31 +292,27 @@ def test_reaper_leaves_waiting_queued_jobs_and_gives_up_on_lost_ones():
     assert TrainingJob.objects.get(pk=recent.pk).status == "queued"
 
     # A broker we cannot look into: queued jobs are left alone rather than judged on a guess.
-    result = services.reap_stale_jobs(now=now, workers={}, broker_task_ids=None)
+    result = reaper.reap_stale_jobs(now=now, workers={}, broker_task_ids=None)
     assert result.failed == [] and result.requeued == []
 
 
 def test_the_reaper_sees_messages_waiting_in_the_broker():
     """A real message on the test Redis, in a queue no worker consumes, is found by its task id."""
-    from backend import celery_app
-    from backend.training import broker
-    from backend.training.tasks import run_job
-
     queue = f"training-probe-{timezone.now().timestamp():.0f}"
     run_job.apply_async(kwargs={"job_id": 0}, task_id="probe-task", queue=queue)
     try:
         assert "probe-task" in broker.pending_task_ids(queue)
         assert "probe-task" not in broker.pending_task_ids("training-probe-empty")
     finally:
-        with celery_app.connection_for_write() as connection:
+        with current_app.connection_for_write() as connection:
             connection.default_channel.queue_purge(queue)
 
 
 def test_finishing_is_conditional_on_the_state():
     job = make_job(status="running", started_at=timezone.now(), heartbeat_at=timezone.now())
-    assert services.finish_failed(job.pk, message="worker lost", code="worker_lost")
-    assert not services.finish_cancelled(job.pk)  # already failed: the cancel does not overwrite it
-    assert not services.finish_failed(job.pk, message="again", code="training_failed")
+    assert jobs.finish_failed(job.pk, message="worker lost", code="worker_lost")
+    assert not jobs.finish_cancelled(job.pk)  # already failed: the cancel does not overwrite it
+    assert not jobs.finish_failed(job.pk, message="again", code="training_failed")
     job.refresh_from_db()
     assert (job.status, job.error_code) == ("failed", "worker_lost")
 
@@ -357,9 +366,37 @@ def test_bootstrap_models_queues_each_default_model_once():
     assert TrainingJob.objects.filter(model_name="boot-detector").count() == 1
 
 
-def test_the_reaper_is_routed_to_the_default_worker_not_behind_training_jobs():
-    from backend import celery_app
+def test_a_job_is_sent_by_task_name_to_the_training_queue():
+    """The service names the task rather than importing it; the routes still send it to `training`."""
+    job = make_job()
+    sent = []
 
-    router = celery_app.amqp.router
+    def record(sender=None, body=None, routing_key=None, headers=None, **kwargs):
+        sent.append((sender, routing_key, headers["id"], body[1]))
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        assert services.enqueue_job(job.pk)
+    finally:
+        before_task_publish.disconnect(record)
+        with current_app.connection_for_write() as connection:
+            connection.default_channel.queue_purge("training")  # the row is never committed: nothing to run
+    job.refresh_from_db()
+    assert sent == [("training.run_job", "training", job.celery_task_id, {"job_id": job.pk})]
+    assert (job.enqueue_count, job.status) == (1, "queued")
+
+
+def test_with_tasks_always_eager_a_job_runs_at_once_in_this_process(monkeypatch, tmp_path):
+    """CELERY_TASK_ALWAYS_EAGER (debugging) still runs the job inline although it is sent by name."""
+    monkeypatch.setitem(current_app.conf, "task_always_eager", True)
+    job = make_job(dataset=str(tmp_path))  # an empty folder: the job fails fast, at its data
+    assert services.enqueue_job(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == ("failed", "unsupported_layout")
+    assert job.started_at is not None and job.enqueue_count == 1
+
+
+def test_the_reaper_is_routed_to_the_default_worker_not_behind_training_jobs():
+    router = current_app.amqp.router
     assert router.route({}, "training.reap_stale_jobs", (), {})["queue"].name == "default"
     assert router.route({}, "training.run_job", (), {})["queue"].name == "training"

@@ -7,15 +7,15 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from celery import current_app
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from mlflow import MlflowClient
 from rest_framework.test import APIClient
 
-from backend import celery_app
 from backend.core.mlops_config import mlops_config
 from backend.registry.models import ModelVersion
-from backend.training import services
+from backend.training import reaper, services
 from backend.training.models import TrainingJob
 from tests.helpers import wait_until
 
@@ -179,7 +179,7 @@ def test_search_job_registers_its_best_trial(celery_worker_process, unique_name)
 
 
 def test_reaper_fails_jobs_the_worker_no_longer_runs_and_resends_lost_messages(celery_worker_process, tmp_path):
-    hostname = next(iter(celery_app.control.ping(timeout=2)[0]))
+    hostname = next(iter(current_app.control.ping(timeout=2)[0]))
     quiet = timezone.now() - timedelta(seconds=200)
     orphan = TrainingJob.objects.create(
         kind="tabular", model_name="orphan", dataset="sklearn:breast_cancer", status="running",
@@ -197,7 +197,7 @@ def test_reaper_fails_jobs_the_worker_no_longer_runs_and_resends_lost_messages(c
         celery_task_id="lost-message", enqueue_count=1,
     )  # fmt: skip
 
-    result = services.reap_stale_jobs()
+    result = reaper.reap_stale_jobs()
     assert sorted(result.failed) == sorted([orphan.pk, vanished.pk])
     assert result.requeued == [lost.pk]
     orphan.refresh_from_db()

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand
 from backend.registry.models import RegisteredModel
 from backend.training import services
 from backend.training.models import TrainingJob
+from backend.training.reaper import reap_stale_jobs
 from backend.training.runner import HEARTBEAT_S
 
 
@@ -51,7 +52,7 @@ class Command(BaseCommand):
         # `make run` after an interrupted one: a job whose worker was stopped mid-training is still
         # "running". No local worker runs yet, so one its worker does not vouch for is failed now
         # (a remote worker that answers keeps its jobs), and its model is queued again below.
-        reaped = services.reap_stale_jobs(worker_check_after=timedelta(seconds=2 * HEARTBEAT_S))
+        reaped = reap_stale_jobs(worker_check_after=timedelta(seconds=2 * HEARTBEAT_S))
         if reaped.failed:
             self.stdout.write(f"marked interrupted training jobs failed: {', '.join(f'#{pk}' for pk in reaped.failed)}")
         for plan in bootstrap_plan():

@@ -6,9 +6,11 @@ import json
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
 
 from backend.training import services
 from backend.training.models import TrainingJob
+from backend.training.requests import steps_param, trainer_kind
 from mlops.exceptions import MlopsError
 
 POLL_S = 1.0
@@ -70,19 +72,16 @@ class Command(BaseCommand):
             params["target"] = options["target"]
         if options["trials"] is not None:
             params["trials"] = options["trials"]
-        trainer = services.trainer_kind(options["kind"], params)
         if options["epochs"] is not None:
-            params["n_estimators" if trainer == TrainingJob.Kind.TABULAR else "epochs"] = options["epochs"]
+            params[steps_param(options["kind"], params)] = options["epochs"]
         if options["imgsz"] is not None:
-            if trainer == TrainingJob.Kind.TABULAR:
+            if trainer_kind(options["kind"], params) == TrainingJob.Kind.TABULAR:
                 raise CommandError("--imgsz applies to detection models only")
             params["imgsz"] = options["imgsz"]
         return params
 
     def _follow(self, job: TrainingJob, *, timeout: float) -> TrainingJob:
         """A tqdm bar over the job's percent, with the epoch, stage and key metrics beside it."""
-        from tqdm import tqdm
-
         deadline = time.monotonic() + timeout if timeout else None
         bar = tqdm(total=100, desc=f"job #{job.pk}", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}{postfix}]")
         try:

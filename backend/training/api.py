@@ -1,9 +1,6 @@
-"""Training jobs over HTTP: the staff-only REST API and the pages that follow a job live."""
+"""The training API (staff only): list and start jobs, follow one, cancel it."""
 
-import json
-
-from django.contrib.admin.views.decorators import staff_member_required
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
@@ -85,26 +82,3 @@ class CancelTrainingJob(APIView):
         job = get_object_or_404(TrainingJob, pk=pk)
         job = services.cancel_job(job, user=request.user)
         return Response(TrainingJobDetailSerializer(job).data)
-
-
-# -- pages -----------------------------------------------------------------------------------------
-@staff_member_required
-def job_list(request):
-    jobs = list(TrainingJob.objects.select_related("model_version__model", "requested_by")[:200])
-    any_active = any(job.is_active for job in jobs)
-    context = {"jobs": jobs, "any_active": any_active, "title": "Training jobs", "nav": "training"}
-    return render(request, "training/job_list.html", context)
-
-
-@staff_member_required
-def job_detail(request, pk: int):
-    job = get_object_or_404(TrainingJob.objects.select_related("model_version__model", "requested_by"), pk=pk)
-    context = {
-        "job": job,
-        "initial": TrainingJobDetailSerializer(job).data,
-        "params_json": json.dumps(job.params, sort_keys=True),
-        "step_unit": job.step_unit,
-        "title": f"Training job #{job.pk}",
-        "nav": "training",
-    }
-    return render(request, "training/job_detail.html", context)
