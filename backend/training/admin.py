@@ -8,8 +8,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from backend.training import services
+from backend.training.job_requests import check_job_request, steps_param
 from backend.training.models import TrainingJob
-from backend.training.requests import check_job_request, steps_param
 from mlops.exceptions import MlopsError
 
 STATUS_COLOURS = {

@@ -27,8 +27,8 @@ from backend.core.mlops_config import mlops_config
 from backend.registry.services import promote_version, record_version
 from backend.training import jobs
 from backend.training.datasets import prepared_dataset
+from backend.training.job_requests import split_params, trainer_kind
 from backend.training.models import TrainingJob
-from backend.training.requests import split_params, trainer_kind
 from mlops.exceptions import MlopsError, TrainingCancelled
 from mlops.training.search import search_detector, search_tabular
 

@@ -1,8 +1,8 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from backend.training.job_requests import check_job_request
 from backend.training.models import TrainingJob
-from backend.training.requests import check_job_request
 
 
 class JobVersionSerializer(serializers.Serializer):

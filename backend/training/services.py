@@ -14,15 +14,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from backend.training.jobs import finish_failed
-from backend.training.models import TrainingJob
-from backend.training.requests import (
+from backend.core.queue import send_task
+from backend.training.job_requests import (
     DEFAULT_DATASETS,
     check_job_request,
     default_model_name,
     raise_for_problems,
     trainer_kind,
 )
+from backend.training.jobs import finish_failed
+from backend.training.models import TrainingJob
 from mlops.exceptions import MlopsError
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def enqueue_job(job_id: int) -> bool:
     if not updated:
         return False
     try:
-        _send(job_id, task_id)
+        send_task(RUN_JOB_TASK, kwargs={"job_id": job_id}, task_id=task_id)
     except Exception as exc:
         finish_failed(
             job_id,
@@ -97,13 +98,6 @@ def enqueue_job(job_id: int) -> bool:
         return False
     logger.info("training.job_enqueued job=%s task=%s", job_id, task_id)
     return True
-
-
-def _send(job_id: int, task_id: str) -> None:
-    if current_app.conf.task_always_eager:  # debugging (CELERY_TASK_ALWAYS_EAGER): run it here and now
-        current_app.tasks[RUN_JOB_TASK].apply(kwargs={"job_id": job_id}, task_id=task_id)
-    else:
-        current_app.send_task(RUN_JOB_TASK, kwargs={"job_id": job_id}, task_id=task_id)
 
 
 def cancel_job(job: TrainingJob, *, user=None) -> TrainingJob:

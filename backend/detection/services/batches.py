@@ -15,11 +15,11 @@ import zipfile
 from functools import partial
 from pathlib import PurePosixPath
 
-from celery import current_app
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from backend.core.queue import send_task
 from backend.detection.models import Batch, Detection, Source
 from backend.detection.services.detect import DetectionParams, detect_image
 from backend.registry.models import RegisteredModel
@@ -137,8 +137,7 @@ def create_batch(uploads, *, model_name: str, params: DetectionParams, requester
             default_storage.delete(path)
         raise
     try:
-        # By name: the task module imports this one (detection.tasks runs run_batch below).
-        result = current_app.send_task("detection.run_batch", kwargs={"batch_id": str(batch.id)})
+        result = send_task("detection.run_batch", kwargs={"batch_id": str(batch.id)})
     except Exception as exc:
         Batch.objects.filter(pk=batch.pk).update(
             status=Batch.Status.FAILED, error=f"could not be queued: {exc}", finished_at=timezone.now()

@@ -22,8 +22,8 @@ from rest_framework.test import APIClient
 from backend.registry.models import RegisteredModel
 from backend.registry.services import model_registry
 from backend.training import broker, jobs, reaper, services
+from backend.training.job_requests import steps_param
 from backend.training.models import TrainingJob
-from backend.training.requests import steps_param
 from backend.training.tasks import run_job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]

@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from backend.training import services
+from backend.training.job_requests import steps_param, trainer_kind
 from backend.training.models import TrainingJob
-from backend.training.requests import steps_param, trainer_kind
 from mlops.exceptions import MlopsError
 
 POLL_S = 1.0

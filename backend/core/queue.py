@@ -1,0 +1,17 @@
+"""Sending a Celery task by name: how a service starts work that the app's tasks module runs.
+
+A service never imports its app's tasks (the tasks import the services), so it sends the task by
+its registered name; CELERY_TASK_ROUTES picks the queue from that name. With
+CELERY_TASK_ALWAYS_EAGER (debugging) the task runs here and now, as `apply_async` would.
+"""
+
+from __future__ import annotations
+
+from celery import current_app
+from celery.result import AsyncResult
+
+
+def send_task(name: str, *, kwargs: dict, task_id: str | None = None) -> AsyncResult:
+    if current_app.conf.task_always_eager:
+        return current_app.tasks[name].apply(kwargs=kwargs, task_id=task_id)
+    return current_app.send_task(name, kwargs=kwargs, task_id=task_id)
