@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from backend.training.models import TrainingJob
@@ -63,10 +64,19 @@ class VersionFactory(factory.Factory):
 
 
 class TrainingJobFactory(DjangoModelFactory):
-    """A job row as the API would create it (not enqueued: tests that need a worker start the job)."""
+    """A job row as the API would create it, not enqueued; `running=True` for one a worker claimed
+    (`since=` when it started and last beat)."""
 
     class Meta:
         model = TrainingJob
+
+    class Params:
+        since = factory.LazyFunction(timezone.now)
+        running = factory.Trait(
+            status=TrainingJob.Status.RUNNING,
+            started_at=factory.SelfAttribute("since"),
+            heartbeat_at=factory.SelfAttribute("since"),
+        )
 
     kind = TrainingJob.Kind.TABULAR
     model_name = factory.Sequence(lambda n: f"factory-job-model-{n}")

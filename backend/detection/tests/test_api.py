@@ -19,6 +19,7 @@ from backend.core.mlops_config import mlops_config
 from backend.detection.models import Detection, Feedback
 from mlops.inference.detector import OnnxDetector
 from mlops.inference.images import decode_image
+from tests.factories import TrainingJobFactory, VersionFactory
 from tests.support import image_bytes, synthetic_photo, ultralytics_asset
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -201,12 +202,10 @@ def test_bad_input_is_refused_with_a_named_problem_and_nothing_written(
 
 
 def test_no_production_version_and_wrong_kind_are_clear(model_files, unique_name, settings):
-    from backend.registry.services import register_from_files
-
     files = model_files["detectors"][0]
-    register_from_files(unique_name, "detection", files.files(), metadata=files.metadata)
+    VersionFactory(name=unique_name, kind="detection", files=files, metrics={})
     tabular = model_files["tabular"][0]
-    register_from_files(f"{unique_name}-tab", "tabular", tabular.files(), metadata=tabular.metadata)
+    VersionFactory(name=f"{unique_name}-tab", kind="tabular", files=tabular, metrics={})
     client = APIClient()
     photo = image_bytes(synthetic_photo(64, 64))
 
@@ -214,8 +213,6 @@ def test_no_production_version_and_wrong_kind_are_clear(model_files, unique_name
     assert waiting.status_code == 503
     assert waiting.json()["error"]["code"] == "no_production_version"
     assert unique_name in waiting.json()["error"]["message"]
-
-    from tests.factories import VersionFactory
 
     VersionFactory(name=f"{unique_name}-tab", kind="tabular", files=tabular, metrics={}, promoted=True)
     wrong = upload(client, photo, model=f"{unique_name}-tab")
@@ -328,7 +325,6 @@ def test_anonymous_predictions_are_throttled(serve_detector, settings):
 
 # -- model info ---------------------------------------------------------------------------------------------
 def test_model_info_for_both_kinds_and_the_compat_route(serve_detector, model_files, unique_name, settings):
-    from tests.factories import VersionFactory
 
     detector = serve_detector(0)
     tabular = VersionFactory(
@@ -378,10 +374,9 @@ def test_every_endpoint_is_in_the_openapi_schema(admin_api):
 
 @pytest.mark.django_db
 def test_a_model_still_in_its_first_training_answers_503_naming_the_job(client, settings):
-    from backend.training.models import TrainingJob
 
     settings.DEFAULT_DETECTION_MODEL = "not-trained-yet"
-    job = TrainingJob.objects.create(kind="detection", model_name="not-trained-yet", dataset="synthetic:shapes")
+    job = TrainingJobFactory(kind="detection", model_name="not-trained-yet")
     upload = image_bytes(synthetic_photo())
     response = client.post("/api/v1/detections/", {"image": SimpleUploadedFile("a.png", upload, "image/png")})
     assert response.status_code == 503

@@ -7,6 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from backend.detection.models import Detection
+from tests.factories import VersionFactory
 from tests.support import image_bytes, synthetic_photo
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -26,12 +27,10 @@ def test_upload_page_names_the_production_model_and_sets_up_the_session(serve_de
 
 
 def test_upload_page_says_when_nothing_is_in_production(model_files, unique_name, settings):
-    from backend.registry.services import register_from_files
-
     settings.DEFAULT_DETECTION_MODEL = unique_name
     assert "There is no model named" in Client().get("/").content.decode()
     files = model_files["detectors"][0]
-    register_from_files(unique_name, "detection", files.files(), metadata=files.metadata)
+    VersionFactory(name=unique_name, kind="detection", files=files, metrics={})
     assert "No version of" in Client().get("/").content.decode()
 
 
@@ -58,7 +57,6 @@ def test_history_shows_this_browser_s_detections_with_feedback_controls(serve_de
 
 def test_admin_lists_the_prediction_logs(serve_detector, model_files, unique_name, admin_user):
     from backend.scoring.models import TabularPrediction
-    from tests.factories import VersionFactory
 
     serve_detector(0)
     tabular = model_files["tabular"][0]

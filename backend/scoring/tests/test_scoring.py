@@ -10,6 +10,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from backend.scoring.models import TabularPrediction
+from tests.factories import VersionFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -98,10 +99,8 @@ def test_malformed_requests_name_the_field(serve_tabular, payload, field):
 
 
 def test_no_production_version_is_a_clear_503(model_files, unique_name, settings):
-    from backend.registry.services import register_from_files
-
     files = model_files["tabular"][0]
-    register_from_files(unique_name, "tabular", files.files(), metadata=files.metadata)
+    VersionFactory(name=unique_name, kind="tabular", files=files, metrics={})
     settings.DEFAULT_TABULAR_MODEL = unique_name
     response = APIClient().post(URL, {"records": records_from(files.feature_schema)}, format="json")
     assert response.status_code == 503

@@ -19,7 +19,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from backend.registry.models import ModelVersion, RegisteredModel
-from backend.registry.services import promote_version, register_from_files, rollback_model
+from backend.registry.services import promote_version, rollback_model
 from backend.serving.loading import model_server, preload_default_models
 from mlops.registry.artifacts import local_path_of
 from tests.factories import VersionFactory
@@ -49,7 +49,7 @@ def production_windows(initial: int, changes: list[tuple[float, float, int]], en
 
 def test_promotions_and_rollbacks_under_concurrent_load(live_server, model_files, unique_name, settings):
     versions = [
-        register_from_files(unique_name, "detection", files.files(), metadata=files.metadata)
+        VersionFactory(name=unique_name, kind="detection", files=files, metrics={})
         for files in model_files["detectors"]
     ]
     promote_version(versions[0])

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from backend.training.models import TrainingJob
+from tests.factories import TrainingJobFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -37,13 +38,10 @@ def page(live_server, django_user_model, monkeypatch):
 
 
 def test_job_page_follows_progress_and_cancels(page, live_server):
-    job = TrainingJob.objects.create(
+    job = TrainingJobFactory(
         kind="detection",
         model_name="watched",
-        dataset="synthetic:shapes",
-        status="running",
-        started_at=timezone.now(),
-        heartbeat_at=timezone.now(),
+        running=True,
         epoch=1,
         epochs=4,
         progress=25.0,

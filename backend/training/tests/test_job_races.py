@@ -8,6 +8,7 @@ from django.db import IntegrityError, connection, transaction
 
 from backend.training import jobs
 from backend.training.models import TrainingJob
+from tests.factories import TrainingJobFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -35,7 +36,7 @@ def race(count: int, work) -> list:
 
 
 def test_concurrent_deliveries_claim_a_job_once():
-    job = TrainingJob.objects.create(kind="tabular", model_name="raced", dataset="sklearn:breast_cancer")
+    job = TrainingJobFactory(model_name="raced")
     results = race(6, lambda i: jobs.claim_job(job.pk, task_id=f"t-{i}", hostname=f"worker-{i}@h"))
     winners = [result for result in results if isinstance(result, TrainingJob)]
     assert len(winners) == 1, results

@@ -10,6 +10,7 @@ from django.utils import timezone
 from backend.training import runner, services
 from backend.training.models import TrainingJob
 from mlops.exceptions import TrainingCancelled
+from tests.factories import TrainingJobFactory
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -17,14 +18,8 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def running_job():
-    started = timezone.now() - timezone.timedelta(minutes=1)
-    return TrainingJob.objects.create(
-        kind="detection",
-        model_name="reporter",
-        dataset="synthetic:shapes",
-        status="running",
-        started_at=started,
-        heartbeat_at=started,
+    return TrainingJobFactory(
+        kind="detection", model_name="reporter", running=True, since=timezone.now() - timezone.timedelta(minutes=1)
     )
 
 

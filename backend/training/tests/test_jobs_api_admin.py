@@ -25,6 +25,7 @@ from backend.training import broker, jobs, reaper, services
 from backend.training.job_requests import steps_param
 from backend.training.models import TrainingJob
 from backend.training.tasks import run_job
+from tests.factories import TrainingJobFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -38,8 +39,7 @@ def client_for(user) -> APIClient:
 
 
 def make_job(**fields) -> TrainingJob:
-    defaults = {"kind": "tabular", "model_name": "breast-cancer", "dataset": "sklearn:breast_cancer"}
-    return TrainingJob.objects.create(**{**defaults, **fields})
+    return TrainingJobFactory(**{"model_name": "breast-cancer", **fields})
 
 
 # -- the API ---------------------------------------------------------------------------------------

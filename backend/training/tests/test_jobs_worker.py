@@ -17,6 +17,7 @@ from backend.core.mlops_config import mlops_config
 from backend.registry.models import ModelVersion
 from backend.training import reaper, services
 from backend.training.models import TrainingJob
+from tests.factories import TrainingJobFactory
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -181,19 +182,17 @@ def test_search_job_registers_its_best_trial(celery_worker_process, unique_name)
 def test_reaper_fails_jobs_the_worker_no_longer_runs_and_resends_lost_messages(celery_worker_process, tmp_path):
     hostname = next(iter(current_app.control.ping(timeout=2)[0]))
     quiet = timezone.now() - timedelta(seconds=200)
-    orphan = TrainingJob.objects.create(
-        kind="tabular", model_name="orphan", dataset="sklearn:breast_cancer", status="running",
-        started_at=quiet, heartbeat_at=quiet, worker_hostname=hostname, celery_task_id="not-running-anywhere",
-    )  # fmt: skip
-    vanished = TrainingJob.objects.create(
-        kind="tabular", model_name="vanished", dataset="sklearn:breast_cancer", status="running",
-        started_at=quiet, heartbeat_at=quiet, worker_hostname="trainer@no-such-host", celery_task_id="x",
-    )  # fmt: skip
+    orphan = TrainingJobFactory(
+        model_name="orphan", running=True, since=quiet, worker_hostname=hostname, celery_task_id="not-running-anywhere"
+    )
+    vanished = TrainingJobFactory(
+        model_name="vanished", running=True, since=quiet, worker_hostname="trainer@no-such-host", celery_task_id="x"
+    )
     # A queued job whose message the broker lost (never sent here): the reaper sends it again.
     bad_dir = tmp_path / "empty"
     bad_dir.mkdir()
-    lost = TrainingJob.objects.create(
-        kind="tabular", model_name="lost", dataset=str(bad_dir), enqueued_at=timezone.now() - timedelta(hours=1),
+    lost = TrainingJobFactory(
+        model_name="lost", dataset=str(bad_dir), enqueued_at=timezone.now() - timedelta(hours=1),
         celery_task_id="lost-message", enqueue_count=1,
     )  # fmt: skip
 
