@@ -33,7 +33,7 @@ system-run:
 	@bash scripts/ensure_system_packages.sh redis-server
 
 system-test:
-	@bash scripts/ensure_system_packages.sh redis-server postgresql chromium
+	@bash scripts/ensure_system_packages.sh redis-server postgresql chromium prometheus
 
 redis: system-run
 	@bash scripts/ensure_redis.sh
