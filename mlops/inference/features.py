@@ -9,12 +9,14 @@ comparable across sizes.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
 FEATURE_SIDE = 256
 FEATURE_NAMES = ("width", "height", "brightness", "contrast", "sharpness", "colourfulness")
+BOX_DESCRIPTOR_NAMES = ("n_boxes", "mean_confidence", "max_confidence", "box_area_share")
 
 
 def image_features(image: Image.Image) -> dict[str, float]:
@@ -62,3 +64,25 @@ def _colourfulness(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> floa
     spread = np.hypot(rg.std(), yb.std())
     offset = np.hypot(rg.mean(), yb.mean())
     return float(spread + 0.3 * offset)
+
+
+def box_descriptors(confidences: Sequence[float], boxes_xyxyn: Iterable[Sequence[float]]) -> dict[str, float]:
+    """What a detector said about one image, as numbers drift can compare: one definition for both
+    the training reference and the logged predictions, so the two tables can never disagree.
+
+    n_boxes, mean and max confidence (0 without boxes), and box_area_share: the sum of the boxes'
+    areas as fractions of the image (coordinates clipped to it), capped at 1.
+    """
+    confidences = [float(value) for value in confidences]
+    area = sum(_clipped_area(box) for box in boxes_xyxyn)
+    return {
+        "n_boxes": len(confidences),
+        "mean_confidence": sum(confidences) / len(confidences) if confidences else 0.0,
+        "max_confidence": max(confidences) if confidences else 0.0,
+        "box_area_share": min(area, 1.0),
+    }
+
+
+def _clipped_area(xyxyn: Sequence[float]) -> float:
+    x1, y1, x2, y2 = (min(max(float(v), 0.0), 1.0) for v in xyxyn)
+    return max(x2 - x1, 0.0) * max(y2 - y1, 0.0)

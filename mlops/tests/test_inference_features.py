@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from mlops.inference.features import FEATURE_NAMES, image_features
+from mlops.inference.features import BOX_DESCRIPTOR_NAMES, FEATURE_NAMES, box_descriptors, image_features
 from mlops.tests.test_inference_detector import asset
 
 
@@ -64,3 +64,15 @@ def test_features_do_not_depend_much_on_upload_size():
 def test_non_rgb_input_and_tiny_images():
     tiny = image_features(Image.new("L", (2, 2), 90))
     assert tiny["sharpness"] == 0.0 and tiny["brightness"] == pytest.approx(90, abs=0.5)
+
+
+def test_box_descriptors_summarise_what_the_detector_found():
+    found = box_descriptors([0.9, 0.5], [[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.5, 1.0]])
+    assert found == pytest.approx({"n_boxes": 2, "mean_confidence": 0.7, "max_confidence": 0.9, "box_area_share": 0.5})
+    assert box_descriptors([], []) == {
+        "n_boxes": 0,
+        "mean_confidence": 0.0,
+        "max_confidence": 0.0,
+        "box_area_share": 0.0,
+    }
+    assert tuple(found) == BOX_DESCRIPTOR_NAMES

@@ -117,12 +117,15 @@ def test_the_reference_table_describes_the_validation_images(env, first):
     outcome, _ = first
     path = env["registry"].fetch(outcome.version, [ArtifactRole.REFERENCE])[ArtifactRole.REFERENCE]
     reference = pd.read_parquet(path)
-    expected = ["image", *FEATURE_NAMES, "n_boxes", "mean_confidence", "count_circle", "count_square", "count_triangle"]
+    outputs = ["n_boxes", "mean_confidence", "max_confidence", "box_area_share"]
+    expected = ["image", *FEATURE_NAMES, *outputs, "count_circle", "count_square", "count_triangle"]
     assert list(reference.columns) == expected
     assert len(reference) == env["data"].counts["val"]
     assert (reference["width"] == 64).all()
     counts = reference[["count_circle", "count_square", "count_triangle"]].sum(axis=1)
     assert (counts == reference["n_boxes"]).all()
+    assert (reference["max_confidence"] >= reference["mean_confidence"]).all()
+    assert reference["box_area_share"].between(0, 1).all()
 
 
 def test_a_new_version_fine_tuned_from_weights_is_compared_with_production(env, first):

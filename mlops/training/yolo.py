@@ -45,8 +45,8 @@ PRIMARY_METRIC = "mAP50-95"
 WEIGHTS_URL = "https://github.com"  # Ultralytics' release assets
 DOWNLOAD_PROBE_TIMEOUT = 3.0
 REFERENCE_FILE = "reference.parquet"
-# The model-output columns of the drift reference table (image descriptors come first).
-OUTPUT_COLUMNS = ("n_boxes", "mean_confidence")
+# The model-output columns of the drift reference table (image descriptors come first, class counts last).
+OUTPUT_COLUMNS = ("n_boxes", "mean_confidence", "max_confidence", "box_area_share")
 CLASS_COUNT_PREFIX = "count_"
 _FRIENDLY = {
     "metrics/precision(B)": "precision",
@@ -445,7 +445,7 @@ def save_reference(model_path: Path, data: PreparedDataset, out: Path, *, imgsz:
     from PIL import Image
     from ultralytics import YOLO
 
-    from mlops.inference.features import image_features
+    from mlops.inference.features import box_descriptors, image_features
 
     images = sorted(p for p in (data.path / "images" / "val").iterdir() if is_image(p))
     model = YOLO(str(model_path), task="detect")
@@ -455,11 +455,11 @@ def save_reference(model_path: Path, data: PreparedDataset, out: Path, *, imgsz:
         with Image.open(path) as opened:
             image = opened.convert("RGB")
         result = model.predict(image, imgsz=imgsz, conf=conf, device="cpu", verbose=False)[0]
-        classes = result.boxes.cls.int().tolist() if result.boxes is not None else []
-        confidences = result.boxes.conf.tolist() if result.boxes is not None else []
-        row = {"image": path.name, **image_features(image)}
-        row["n_boxes"] = len(classes)
-        row["mean_confidence"] = float(sum(confidences) / len(confidences)) if confidences else 0.0
+        boxes = result.boxes
+        classes = boxes.cls.int().tolist() if boxes is not None else []
+        confidences = boxes.conf.tolist() if boxes is not None else []
+        corners = boxes.xyxyn.tolist() if boxes is not None else []
+        row = {"image": path.name, **image_features(image), **box_descriptors(confidences, corners)}
         for index, name in enumerate(names):
             row[f"{CLASS_COUNT_PREFIX}{name}"] = sum(1 for cls in classes if cls == index)
         rows.append(row)

@@ -1,0 +1,1 @@
+"""Data drift of served models against their training references, in plain Python."""
