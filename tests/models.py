@@ -30,13 +30,14 @@ class TabularFiles:
     model: Path
     feature_schema: list[dict]
     class_names: list[str]
+    reference: Path | None = None  # a drift reference table (features + proba_<class>), when a test made one
 
     @property
     def metadata(self) -> dict:
         return {"class_names": self.class_names, "feature_schema": self.feature_schema, "target": "diagnosis"}
 
     def files(self) -> dict[str, Path]:
-        return {"xgboost": self.model}
+        return {"xgboost": self.model, **({"reference": self.reference} if self.reference else {})}
 
 
 def build_detector(directory: Path, *, seed: int, imgsz: int = 64, yaml: str = "yolo11n.yaml") -> DetectorFiles:

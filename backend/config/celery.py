@@ -1,14 +1,16 @@
-"""The Celery app: settings come from Django's (the CELERY_ block), tasks from each app."""
+"""The Celery app: settings come from Django's (the CELERY_ block), tasks from each app.
+
+Periodic tasks are rows of django-celery-beat's tables, installed by each app's data migration
+(backend.core.beat) and edited in the admin: the app carries no beat_schedule that would overwrite
+them whenever beat starts.
+"""
 
 import os
 
 from celery import Celery
 
-from backend.config.schedules import BEAT_SCHEDULE
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.config.settings")
 
 app = Celery("backend")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.beat_schedule = BEAT_SCHEDULE
 app.autodiscover_tasks()

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "backend.serving",
     "backend.detection",
     "backend.scoring",
+    "backend.monitoring",
 ]
 
 MIDDLEWARE = [
@@ -210,6 +211,7 @@ CELERY_TASK_ROUTES = {
     # The reaper must run while the trainer is busy with a job, or dead: it goes to the default worker.
     "training.reap_stale_jobs": {"queue": "default"},
     "training.*": {"queue": "training"},
+    "monitoring.*": {"queue": "monitoring"},
 }
 # Publishing gives up quickly when the broker is down; the caller records the failure.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}

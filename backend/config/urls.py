@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("backend.detection.api_urls")),
     path("", include("backend.scoring.api_urls")),
     path("", include("backend.serving.api_urls")),
+    path("", include("backend.monitoring.api_urls")),
 ]
 
 urlpatterns = [
@@ -25,6 +26,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("training/", include("backend.training.urls")),
+    path("monitoring/", include("backend.monitoring.urls")),
     path("scoring/", include("backend.scoring.urls")),
     path("", include("backend.detection.urls")),
 ]

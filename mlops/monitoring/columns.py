@@ -2,10 +2,13 @@
 
 Evidently compares tables, not images, so a detector is watched through numbers per image: the
 descriptors of mlops.inference.features (plus the aspect ratio) and a summary of what the model
-found (box count, confidences, how much of the image the boxes cover, boxes per class). A tabular
-model is watched through its raw input features and its predicted probabilities.
+found (box count, confidences, how much of the image the boxes cover, and the image's main class:
+the class with the most boxes, "none" without any). A tabular model is watched through its raw
+input features and its predicted probabilities.
 
-Every column is numerical, counts included. Declared categorical, a count gets Evidently's
+The class mix is one categorical column whatever the number of classes, so a detector's table has
+twelve columns for three classes as for eighty, and the share of drifted columns keeps its meaning.
+Every other column is numerical, counts included. Declared categorical, a count gets Evidently's
 chi-square on small samples, which returns p = 0 the moment a window holds a value the reference
 never had (one image with more boxes than any validation image); left numerical, DriftDetector
 gives low-cardinality columns K-S or Jensen-Shannon, which treat that as the small change it is.
@@ -22,19 +25,23 @@ from mlops.inference.features import BOX_DESCRIPTOR_NAMES, FEATURE_NAMES, box_de
 from mlops.training.yolo import CLASS_COUNT_PREFIX
 
 ASPECT = "aspect"
-DETECTION_CATEGORICAL: tuple[str, ...] = ()
+MAIN_CLASS = "main_class"
+NO_BOXES = "none"
+DETECTION_CATEGORICAL: tuple[str, ...] = (MAIN_CLASS,)
 TABULAR_CATEGORICAL: tuple[str, ...] = ()
+# The share of drifted columns that flags a model, by kind, unless its settings say otherwise. A
+# detector's twelve columns move in groups (a darker camera moves the four pixel statistics, bigger
+# objects the box columns and the pixels they cover): a quarter of them is already a real change,
+# and three of twelve K-S tests at p < 0.05 fail together by chance about 2 % of the time. Tabular
+# models keep Evidently's own half.
+DEFAULT_DRIFT_SHARE = {"detection": 0.25, "tabular": 0.5}
 # Columns of the tabular reference that are not monitored inputs or outputs (xgb.save_model_files).
 TABULAR_REFERENCE_EXTRAS = ("prediction", "target")
 
 
 def detection_columns(class_names: Sequence[str]) -> list[str]:
     """The detection drift table's columns, in order."""
-    return [*FEATURE_NAMES, ASPECT, *BOX_DESCRIPTOR_NAMES, *(class_count_column(name) for name in class_names)]
-
-
-def class_count_column(class_name: str) -> str:
-    return f"{CLASS_COUNT_PREFIX}{class_name}"
+    return [*FEATURE_NAMES, ASPECT, *BOX_DESCRIPTOR_NAMES, MAIN_CLASS]
 
 
 def probability_column(class_name: str) -> str:
@@ -52,7 +59,7 @@ def detection_rows_to_frame(rows: Iterable[Mapping], class_names: Sequence[str])
     """
     names = list(class_names)
     table = pd.DataFrame([_detection_row(row, names) for row in rows], columns=detection_columns(names))
-    return table.astype("float64")
+    return _typed(table)
 
 
 def _detection_row(row: Mapping, class_names: list[str]) -> dict[str, float]:
@@ -66,8 +73,22 @@ def _detection_row(row: Mapping, class_names: list[str]) -> dict[str, float]:
         name = _class_of(box, class_names)
         if name is not None:
             counts[name] += 1
-    values.update({class_count_column(name): count for name, count in counts.items()})
+    values[MAIN_CLASS] = main_class(counts)
     return values
+
+
+def main_class(counts: Mapping[str, int]) -> str:
+    """The class with the most boxes (the first in class order on a tie), NO_BOXES when there are none."""
+    best = max(counts, key=lambda name: counts[name], default=None)
+    return best if best is not None and counts[best] > 0 else NO_BOXES
+
+
+def _typed(table: pd.DataFrame) -> pd.DataFrame:
+    numeric = [column for column in table.columns if column != MAIN_CLASS]
+    typed = table.astype({column: "float64" for column in numeric})
+    if MAIN_CLASS in typed.columns:
+        typed[MAIN_CLASS] = typed[MAIN_CLASS].astype(str)
+    return typed
 
 
 def _class_of(box: Mapping, class_names: list[str]) -> str | None:
@@ -88,9 +109,12 @@ def detection_reference_frame(reference: pd.DataFrame) -> pd.DataFrame:
     table = reference.copy()
     if "width" in table.columns and "height" in table.columns:
         table[ASPECT] = [_ratio(w, h) for w, h in zip(table["width"], table["height"], strict=True)]
-    wanted = [*FEATURE_NAMES, ASPECT, *BOX_DESCRIPTOR_NAMES]
     counts = [column for column in table.columns if str(column).startswith(CLASS_COUNT_PREFIX)]
-    return table[[column for column in wanted if column in table.columns] + counts].astype("float64")
+    if counts:
+        names = [str(column)[len(CLASS_COUNT_PREFIX) :] for column in counts]
+        table[MAIN_CLASS] = [main_class(dict(zip(names, row, strict=True))) for row in table[counts].to_numpy()]
+    wanted = [*FEATURE_NAMES, ASPECT, *BOX_DESCRIPTOR_NAMES, MAIN_CLASS]
+    return _typed(table[[column for column in wanted if column in table.columns]])
 
 
 def tabular_rows_to_frame(

@@ -42,18 +42,19 @@ def test_a_logged_detection_becomes_one_row_of_descriptors():
         {"features": {**FEATURES, "height": 0}, "boxes": []},
     ]
     table = detection_rows_to_frame(rows, CLASSES)
-    assert list(table.columns) == [*FEATURE_NAMES, "aspect", *OUTPUTS, "count_cat", "count_dog"]
+    assert list(table.columns) == [*FEATURE_NAMES, "aspect", *OUTPUTS, "main_class"]
     first, second = table.iloc[0], table.iloc[1]
     assert first["aspect"] == pytest.approx(640 / 480)
     assert first["n_boxes"] == 4
     assert first["mean_confidence"] == pytest.approx(0.675) and first["max_confidence"] == pytest.approx(0.9)
     assert first["box_area_share"] == pytest.approx(0.25 + 0.25 + 0.01 + 0.01)
-    assert (first["count_cat"], first["count_dog"]) == (1, 2)
+    assert first["main_class"] == "dog"  # one cat, two dogs (one of them known by name only)
     assert math.isnan(second["aspect"])
     assert (second["n_boxes"], second["mean_confidence"], second["max_confidence"], second["box_area_share"]) == (
         0, 0, 0, 0
     )  # fmt: skip
-    assert all(dtype == "float64" for dtype in table.dtypes)
+    assert second["main_class"] == "none"
+    assert all(dtype == "float64" for column, dtype in table.dtypes.items() if column != "main_class")
 
 
 def test_box_area_share_is_capped_at_the_whole_image():
@@ -76,6 +77,7 @@ def test_the_detection_reference_gets_the_same_columns():
     )  # fmt: skip
     frame = detection_reference_frame(saved)
     assert list(frame.columns) == detection_columns(CLASSES)
+    assert frame.loc[0, "main_class"] == "cat"
     assert frame.loc[0, "aspect"] == pytest.approx(640 / 480)
     newer = ["max_confidence", "box_area_share"]
     older = detection_reference_frame(saved.drop(columns=newer))
@@ -99,5 +101,10 @@ def test_the_tabular_reference_drops_prediction_and_target():
     assert list(tabular_reference_frame(saved).columns) == ["age", "income", "proba_no", "proba_yes"]
 
 
-def test_every_column_is_numerical():
-    assert DETECTION_CATEGORICAL == () and TABULAR_CATEGORICAL == ()
+def test_the_class_mix_is_the_one_categorical_column_whatever_the_number_of_classes():
+    assert DETECTION_CATEGORICAL == ("main_class",) and TABULAR_CATEGORICAL == ()
+    assert len(detection_columns(CLASSES)) == len(detection_columns([f"class{n}" for n in range(80)])) == 12
+    tie = detection_rows_to_frame(
+        [{"features": FEATURES, "boxes": [box([0, 0, 1, 1], 1, 0.5), box([0, 0, 1, 1], 0, 0.5)]}], CLASSES
+    )
+    assert tie.loc[0, "main_class"] == "cat"  # a tie goes to the first class
