@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
 
 from backend.config.schedules import BEAT_SCHEDULE
 
@@ -12,3 +13,11 @@ app = Celery("backend")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.beat_schedule = BEAT_SCHEDULE
 app.autodiscover_tasks()
+
+
+@worker_process_shutdown.connect
+def process_metrics_end(pid, **kwargs):
+    """A pool process exits: its live gauges stop counting (its counters stay in the totals)."""
+    from backend.core.metrics import process_exited  # the app is loaded by then; not before Django
+
+    process_exited(pid)
