@@ -306,7 +306,7 @@ API_ANON_RATE = env.str("API_ANON_RATE", default="120/min")
 # --- Metrics (GET /metrics) -----------------------------------------------------------------
 def _networks(name: str, default: list[str]) -> list[str]:
     """Client networks, checked here so that a typo fails at start-up rather than refusing every scrape."""
-    networks = env.list(name, default=default)
+    networks = [network.strip() for network in env.list(name, default=default) if network.strip()]
     for network in networks:
         try:
             ipaddress.ip_network(network, strict=False)
