@@ -16,7 +16,7 @@ app.autodiscover_tasks()
 
 
 @worker_process_shutdown.connect
-def process_metrics_end(pid, **kwargs):
+def pool_process_exited(pid, **kwargs):
     """A pool process exits: its live gauges stop counting (its counters stay in the totals)."""
     from backend.core.metrics import process_exited  # the app is loaded by then; not before Django
 
