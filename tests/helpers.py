@@ -3,6 +3,7 @@
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def wait_until(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
@@ -14,3 +15,29 @@ def wait_until(predicate, timeout: float = 60, interval: float = 0.2, what: str 
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+class Scrape:
+    """One GET /metrics through a test client, parsed by prometheus_client's own parser."""
+
+    def __init__(self, client):
+        response = client.get("/metrics")
+        assert response.status_code == 200, response.content[:500]
+        self.text = response.content.decode()
+        self.families = list(text_string_to_metric_families(self.text))
+        self.samples = {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in self.families
+            for sample in family.samples
+        }
+
+    def value(self, name: str, **labels) -> float:
+        """The sample's value; 0 when the series does not exist (yet)."""
+        return self.samples.get((name, frozenset(labels.items())), 0.0)
+
+    def has(self, name: str, **labels) -> bool:
+        return (name, frozenset(labels.items())) in self.samples
+
+    def series(self, name: str) -> list[dict]:
+        """The labels of every sample called `name`."""
+        return [dict(labels) for sample_name, labels in self.samples if sample_name == name]

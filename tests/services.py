@@ -123,6 +123,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
         os.environ.pop("MLFLOW_ARTIFACT_ROOT", None)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the settings put it under VAR_DIR
         os.environ["YOLO_CONFIG_DIR"] = str(var_dir / "ultralytics")
         os.environ["REDIS_URL"] = start_redis(_session_dir)
         os.environ.pop("CELERY_BROKER_URL", None)

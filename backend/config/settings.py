@@ -5,10 +5,13 @@ under var/, Redis on 127.0.0.1). DATABASE_URL, REDIS_URL and MLFLOW_TRACKING_URI
 real servers. `.env.example` lists every variable.
 """
 
+import ipaddress
+import os
 import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from mlops.config import apply_library_env, library_env
 
@@ -23,6 +26,18 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 # What MLflow and Ultralytics need (never unpickle, stay offline, write under var/): every
 # process that imports settings inherits it.
 apply_library_env(library_env(VAR_DIR))
+
+# Metrics: every process (gunicorn workers, Celery) writes its values into files here and GET /metrics
+# merges them (backend.core.metrics). prometheus_client reads the variable when it is first imported,
+# which is after this module in every process (Django loads settings before any app). Empty: every
+# process keeps its own values and /metrics shows only those of the process that answers.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus"))
+if PROMETHEUS_MULTIPROC_DIR:
+    PROMETHEUS_MULTIPROC_DIR = str(Path(PROMETHEUS_MULTIPROC_DIR).resolve())
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+else:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # prometheus_client takes even "" for a directory
 
 
 def _secret_key() -> str:
@@ -53,6 +68,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_celery_results",
+    "django_prometheus",
     "backend.core",
     "backend.registry",
     "backend.training",
@@ -62,7 +78,9 @@ INSTALLED_APPS = [
     "backend.monitoring",
 ]
 
+# django-prometheus times the whole stack: its Before middleware first, its After middleware last.
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -71,6 +89,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "backend.config.urls"
@@ -104,6 +123,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not memory, so a Celery worker started by the tests sees the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+# django-prometheus' wrapper of the same backend counts connections, queries and their duration.
+DATABASES["default"]["ENGINE"] = {
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+}.get(DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"])
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Reuse connections for a minute: opening one per request costs more than the query.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
@@ -279,6 +303,24 @@ SERVING_CONCURRENT_PREDICTIONS = env.int("SERVING_CONCURRENT_PREDICTIONS", defau
 PREDICTION_IMAGE_RETENTION_DAYS = env.int("PREDICTION_IMAGE_RETENTION_DAYS", default=30)
 # Anonymous callers of the prediction endpoints are throttled to this rate.
 API_ANON_RATE = env.str("API_ANON_RATE", default="120/min")
+
+
+# --- Metrics (GET /metrics) -----------------------------------------------------------------
+def _networks(name: str, default: list[str]) -> list[str]:
+    """Client networks, checked here so that a typo fails at start-up rather than refusing every scrape."""
+    networks = [network.strip() for network in env.list(name, default=default) if network.strip()]
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {network!r} is not an IP address or network") from exc
+    return networks
+
+
+# Prometheus scrapes without a session: a scrape is answered when it comes straight (no proxy
+# header) from one of these networks, or carries `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_ALLOW = _networks("METRICS_ALLOW", default=["127.0.0.0/8", "::1"])
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Training -------------------------------------------------------------------------------
 # Datasets prepared for training jobs (ingested, validated, split) live here.

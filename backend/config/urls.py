@@ -21,6 +21,7 @@ api_v1 = [
 urlpatterns = [
     path("health", core_api.health, name="health"),
     path("health/", core_api.health),
+    path("metrics", core_api.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,9 +1,19 @@
-"""GET /health for load balancers and operators: the state of the services the product needs."""
+"""GET /health for load balancers and operators; GET /metrics for Prometheus."""
 
-from django.http import JsonResponse
+import hmac
+import ipaddress
+from functools import lru_cache
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
+from backend.core.errors import error_body
 from backend.core.health import service_states
+from backend.core.metrics import CONTENT_TYPE, exposition
+
+# A request that came through a proxy says so; its address is then the proxy's, not the client's.
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 
 @require_GET
@@ -13,3 +23,35 @@ def health(request):
     healthy = all(state["ok"] for state in services.values())
     body = {"status": "ok" if healthy else "unavailable", "services": services}
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+@require_GET
+def metrics(request):
+    """GET /metrics: the metrics of every web and Celery process, for the scrapers METRICS_ALLOW or
+    METRICS_TOKEN admit; anyone else gets the API's 403 body."""
+    if not (_has_token(request) or _from_allowed_network(request)):
+        message = "Metrics are for the networks in METRICS_ALLOW or callers with METRICS_TOKEN."
+        return JsonResponse(error_body("permission_denied", message), status=403)
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE)
+
+
+def _has_token(request) -> bool:
+    token = settings.METRICS_TOKEN
+    sent = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+
+
+def _from_allowed_network(request) -> bool:
+    if any(header in request.headers for header in PROXY_HEADERS):
+        return False
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    address = getattr(address, "ipv4_mapped", None) or address  # ::ffff:127.0.0.1 on a dual-stack socket
+    return any(address in network for network in _networks(tuple(settings.METRICS_ALLOW)))
+
+
+@lru_cache(maxsize=8)
+def _networks(allowed: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(network, strict=False) for network in allowed)

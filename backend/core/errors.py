@@ -1,7 +1,7 @@
 """Every error leaves as JSON: {"error": {"code", "message", ...}}.
 
 One place maps DRF's exceptions, the ML core's MlopsError family and Django's own 400/403/404/500
-handlers onto that body.
+handlers onto that body; the errors of prediction endpoints are counted here too, by that code.
 """
 
 import logging
@@ -12,6 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from backend.core import metrics
 from mlops.exceptions import MlopsError
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,26 @@ def error_body(code: str, message: str, **extra) -> dict:
 
 def api_exception_handler(exc, context):
     """DRF exception handler: the same body for validation, auth, not-found and ML core errors."""
+    response = _error_response(exc, context)
+    _count_prediction_error(context, response)
+    return response
+
+
+def _count_prediction_error(context, response) -> None:
+    """Count the error a prediction endpoint answers a POST with (modelyard_prediction_errors_total).
+
+    A prediction view names its `prediction_kind`, and its `prediction_model` once the request named
+    one; an exception DRF does not handle becomes Django's 500 body, code "server_error".
+    """
+    view, request = context.get("view"), context.get("request")
+    kind = getattr(view, "prediction_kind", "")
+    if not kind or request is None or request.method != "POST":
+        return
+    code = response.data["error"]["code"] if response is not None else "server_error"
+    metrics.count_prediction_error(getattr(view, "prediction_model", None), kind, code)
+
+
+def _error_response(exc, context):
     if isinstance(exc, MlopsError):
         body = error_body(exc.code, exc.message, **({"details": exc.details} if exc.details else {}))
         return Response(body, status=exc.status)

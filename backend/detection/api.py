@@ -94,20 +94,21 @@ def _params(data: dict) -> detect.DetectionParams:
     return detect.DetectionParams(conf=data["conf"], iou=data["iou"], max_det=data["max_det"])
 
 
-def _detect_from(request, serializer_class, file_field: str, *, source: str, started: float) -> detect.DetectionResult:
-    serializer = serializer_class(data=request.data)
+def _detect_from(view: TimedView, serializer_class, file_field: str, *, source: str) -> detect.DetectionResult:
+    serializer = serializer_class(data=view.request.data)
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
+    view.prediction_model = data.get("model") or settings.DEFAULT_DETECTION_MODEL
     upload = data[file_field]
     detect.check_upload_size(upload.size)
     return detect.detect_image(
         upload.read(),
         filename=upload.name or "",
-        model_name=data.get("model") or settings.DEFAULT_DETECTION_MODEL,
+        model_name=view.prediction_model,
         params=_params(data),
-        requester=Requester.from_request(request),
+        requester=Requester.from_request(view.request),
         source=source,
-        started=started,
+        started=view.started,
         defer_log=True,
     )
 
@@ -124,6 +125,7 @@ class DetectionListCreate(TimedView):
 
     permission_classes = [CreateOpenListSignedIn]
     parser_classes = [MultiPartParser]
+    prediction_kind = "detection"
 
     def get_throttles(self):
         return [AnonPredictionThrottle()] if self.request.method == "POST" else []
@@ -137,7 +139,7 @@ class DetectionListCreate(TimedView):
     )
     def post(self, request):
         source = Source.WEB if request.headers.get("X-Modelyard-Client") == "web" else Source.API
-        result = _detect_from(request, DetectionRequestSerializer, "image", source=source, started=self.started)
+        result = _detect_from(self, DetectionRequestSerializer, "image", source=source)
         return _answer(result, status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -246,11 +248,12 @@ class DetectionFeedback(APIView):
 
 
 # -- batches ----------------------------------------------------------------------------------------
-class BatchListCreate(APIView):
+class BatchListCreate(TimedView):
     """POST a zip of images or several files to detect them in the background; GET your batches (signed in)."""
 
     permission_classes = [CreateOpenListSignedIn]
     parser_classes = [MultiPartParser]
+    prediction_kind = "detection"
 
     def get_throttles(self):
         return [AnonPredictionThrottle()] if self.request.method == "POST" else []
@@ -266,9 +269,10 @@ class BatchListCreate(APIView):
         serializer = BatchRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        self.prediction_model = data.get("model") or settings.DEFAULT_DETECTION_MODEL
         batch = batches.create_batch(
             data["files"],
-            model_name=data.get("model") or settings.DEFAULT_DETECTION_MODEL,
+            model_name=self.prediction_model,
             params=_params(data),
             requester=Requester.from_request(request),
         )
@@ -341,6 +345,7 @@ class CompatPredict(TimedView):
     permission_classes = [AllowAny]
     throttle_classes = [AnonPredictionThrottle]
     parser_classes = [MultiPartParser]
+    prediction_kind = "detection"
 
     @extend_schema(
         operation_id="compat_predict",
@@ -349,9 +354,7 @@ class CompatPredict(TimedView):
         tags=["compatibility"],
     )
     def post(self, request):
-        result = _detect_from(
-            request, CompatPredictRequestSerializer, "file", source=Source.COMPAT, started=self.started
-        )
+        result = _detect_from(self, CompatPredictRequestSerializer, "file", source=Source.COMPAT)
         return _answer(result, status.HTTP_200_OK)
 
 

@@ -1,5 +1,6 @@
 """Tabular scoring REST API: open to anonymous callers by design, throttled at API_ANON_RATE."""
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -17,6 +18,7 @@ class TabularPredictions(TimedView):
 
     permission_classes = [AllowAny]
     throttle_classes = [AnonPredictionThrottle]
+    prediction_kind = "tabular"
 
     @extend_schema(
         request=ScoreRequestSerializer,
@@ -49,9 +51,10 @@ class TabularPredictions(TimedView):
         serializer = ScoreRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        self.prediction_model = data.get("model") or settings.DEFAULT_TABULAR_MODEL
         result = services.score_records(
             data["records"],
-            model_name=data.get("model"),
+            model_name=self.prediction_model,
             requester=Requester.from_request(request),
             started=self.started,
         )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from backend.core import metrics
 from backend.scoring.models import TabularPrediction
 from backend.serving.loading import ServingVersion
 from backend.serving.services import Requester, inference_slot, served_model
@@ -51,8 +52,11 @@ def score_records(
     served = served_model(model_name or settings.DEFAULT_TABULAR_MODEL, "tabular")
     scorer = served.predictor
     with inference_slot(scorer):
+        inference_started = time.perf_counter()
         predictions = scorer.predict(records)
+        inference_s = time.perf_counter() - inference_started
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    _observe(served.version, predictions, latency_s=latency_ms / 1000, inference_s=inference_s)
     request_id = uuid.uuid4()
     names = scorer.feature_names
     TabularPrediction.objects.bulk_create(
@@ -80,4 +84,16 @@ def score_records(
         version=served.version,
         predictions=[{"record": index, **p.to_dict()} for index, p in enumerate(predictions)],
         latency_ms=latency_ms,
+    )
+
+
+def _observe(version: ServingVersion, predictions: list, *, latency_s: float, inference_s: float) -> None:
+    metrics.observe_prediction(
+        version.model_name,
+        version.version,
+        "tabular",
+        latency_s=latency_s,
+        inference_s=inference_s,
+        class_names=[prediction.label for prediction in predictions],
+        count=len(predictions),
     )

@@ -13,7 +13,12 @@ from backend.serving.services import model_info
 
 
 class TimedView(APIView):
-    """Marks when the request reached the view, so a prediction's latency covers parsing the upload too."""
+    """What every prediction endpoint shares: when the request reached the view (so a prediction's
+    latency covers parsing the upload too), and what backend.core.errors needs to count the errors it
+    answers POSTs with: the kind of model, and the model asked for once the request is validated."""
+
+    prediction_kind = ""  # "detection" or "tabular"
+    prediction_model: str | None = None
 
     def initial(self, request, *args, **kwargs):
         self.started = time.perf_counter()

@@ -5,7 +5,8 @@ backend.serving.generation) with the one it loaded. When it moved, the productio
 from the database, its serving artifacts are fetched and sha256-verified, and the predictor is
 built (ONNX preferred) and warmed up beside the old one before the reference is swapped.
 Requests in flight keep the ServedModel they started with. A version that fails to load leaves
-the old one serving and is marked on its row (load_error) for monitoring.
+the old one serving, is marked on its row (load_error) for monitoring and counted in
+modelyard_model_load_failures_total; each swap sets modelyard_serving_generation.
 
 Nothing here imports torch, ultralytics, xgboost or mlflow: a version with ONNX files is served
 by ONNX Runtime alone.
@@ -21,12 +22,13 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
+from backend.core import metrics
 from backend.registry.artifacts import serving_files
 from backend.registry.models import ModelVersion, model_ref
 from backend.serving.generation import serving_generation
 from mlops.exceptions import MlopsError, ModelUnavailable
 from mlops.inference.loader import load_predictor, sample_image
-from mlops.inference.serving import ModelServer
+from mlops.inference.serving import ModelServer, ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +122,17 @@ def warm_up(predictor) -> None:
         predictor.predict([{feature.name: feature.typical_value() for feature in predictor.features}])
 
 
+def record_loaded(served: ServedModel) -> None:
+    """on_loaded of the holder: the serving generation this process now answers with."""
+    metrics.record_serving_generation(served.name, served.generation)
+
+
 def record_load_failure(model_name: str, version, error: BaseException) -> None:
-    """on_load_failure of the holder: mark the version (once per failure) so monitoring can alert."""
+    """on_load_failure of the holder: count the attempt and mark the version (once per failure) so
+    monitoring can alert."""
     if not isinstance(version, ServingVersion):
-        return  # nothing in production, or the database did not answer: no version to mark
+        return  # nothing in production, or the database did not answer: no version failed to load
+    metrics.count_load_failure(model_name, version.version)
     message = getattr(error, "message", None) or str(error)
     try:
         # Conditional: once one process recorded the failure, the others change nothing.
@@ -148,6 +157,7 @@ def model_server() -> ModelServer:
                     generation_fn=serving_generation,
                     loader_fn=load_production,
                     on_load_failure=record_load_failure,
+                    on_loaded=record_loaded,
                 )
     return _server
 

@@ -8,4 +8,7 @@ class TrainingConfig(AppConfig):
     label = "training"
 
     def ready(self) -> None:
-        from backend.training import checks  # noqa: F401  (registers the system checks)
+        from backend.core import metrics
+        from backend.training import checks, services  # noqa: F401  (checks registers the system checks)
+
+        metrics.register_collector(services.job_metrics)

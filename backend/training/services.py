@@ -11,9 +11,10 @@ import uuid
 
 from celery import current_app
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
+from backend.core import metrics
 from backend.core.queue import send_task
 from backend.training.job_requests import (
     DEFAULT_DATASETS,
@@ -143,3 +144,9 @@ def _revoke(job: TrainingJob) -> None:
 
 def active_job_for(model_name: str) -> TrainingJob | None:
     return TrainingJob.objects.filter(model_name=model_name, status__in=TrainingJob.ACTIVE_STATUSES).first()
+
+
+def job_metrics():
+    """modelyard_training_jobs{status}, read at each scrape (registered in apps.py): every status, 0s too."""
+    counts = dict(TrainingJob.objects.order_by().values_list("status").annotate(n=Count("id")))
+    yield metrics.TRAINING_JOBS.family({(status,): counts.get(status, 0) for status in Status.values})

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 Generation = Hashable
 LoaderFn = Callable[[str], tuple[Any, Any]]
 FailureFn = Callable[[str, Any, BaseException], None]
+LoadedFn = Callable[["ServedModel"], None]
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class ModelServer:
         loader_fn: LoaderFn,
         *,
         on_load_failure: FailureFn | None = None,
+        on_loaded: LoadedFn | None = None,
         max_wait_s: float = 10.0,
         first_load_timeout_s: float = 120.0,
         retry_base_s: float = 5.0,
@@ -95,6 +97,7 @@ class ModelServer:
         self._generation_fn = generation_fn
         self._loader_fn = loader_fn
         self._on_load_failure = on_load_failure
+        self._on_loaded = on_loaded
         self.max_wait_s = max_wait_s
         self.first_load_timeout_s = first_load_timeout_s
         self.retry_base_s = retry_base_s
@@ -185,6 +188,7 @@ class ModelServer:
                 load.generation,
                 self._clock() - started,
             )
+            self._report_loaded(served)
         finally:
             with slot.lock:
                 slot.loading = None
@@ -213,6 +217,14 @@ class ModelServer:
                 self._on_load_failure(name, version, exc)
             except Exception:  # a broken failure hook must not kill the loader thread
                 logger.exception("serving.failure_hook_failed model=%s", name)
+
+    def _report_loaded(self, served: ServedModel) -> None:
+        if self._on_loaded is None:
+            return
+        try:
+            self._on_loaded(served)
+        except Exception:  # a broken hook must not kill the loader thread
+            logger.exception("serving.loaded_hook_failed model=%s", served.name)
 
     # -- introspection --------------------------------------------------------------------------
 

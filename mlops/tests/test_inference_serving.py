@@ -236,3 +236,25 @@ def test_failure_hook_errors_do_not_break_serving(tabular):
     registry.broken.add(2)
     registry.promote(2)
     assert server.get(MODEL).version == 1
+
+
+def test_each_swap_is_reported_once_with_the_served_model(tabular):
+    registry = FakeRegistry(tabular)
+    loaded: list[ServedModel] = []
+    server = ModelServer(registry.generation_of, registry.load, on_loaded=loaded.append)
+
+    first = server.get(MODEL)
+    assert server.get(MODEL) is first  # no new load, no new report
+    registry.promote(2)
+    second = server.get(MODEL)
+
+    assert loaded == [first, second]
+    assert [(served.version, served.generation) for served in loaded] == [(1, 1), (2, 2)]
+
+
+def test_a_broken_loaded_hook_does_not_break_serving(tabular):
+    registry = FakeRegistry(tabular)
+    server = ModelServer(registry.generation_of, registry.load, on_loaded=lambda served: 1 / 0)
+    assert server.get(MODEL).version == 1
+    registry.promote(2)
+    assert server.get(MODEL).version == 2

@@ -19,6 +19,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from backend.core import metrics
 from backend.core.queue import send_task
 from backend.detection.models import Batch, Detection, Source
 from backend.detection.services.detect import DetectionParams, detect_image
@@ -173,6 +174,7 @@ def run_batch(batch_id: str) -> Batch:
             processed += 1
             Batch.objects.filter(pk=batch.pk).update(processed=processed, failed=len(errors), errors=errors)
     except ModelUnavailable as exc:
+        metrics.count_prediction_error(batch.model_name, "detection", exc.code)
         Batch.objects.filter(pk=batch.pk).update(
             status=Batch.Status.FAILED, error=f"{exc.code}: {exc.message}", finished_at=timezone.now()
         )
@@ -201,10 +203,13 @@ def _run_one(batch: Batch, item: dict, requester: Requester) -> dict | None:
     except ModelUnavailable:
         raise
     except MlopsError as exc:
-        return {"filename": item["filename"], "code": exc.code, "message": exc.message}
+        failed = {"filename": item["filename"], "code": exc.code, "message": exc.message}
     except FileNotFoundError:
-        return {"filename": item["filename"], "code": "input_missing", "message": "The stored input is gone."}
-    return None
+        failed = {"filename": item["filename"], "code": "input_missing", "message": "The stored input is gone."}
+    else:
+        return None
+    metrics.count_prediction_error(batch.model_name, "detection", failed["code"])
+    return failed
 
 
 def _delete_inputs(batch: Batch) -> None:

@@ -21,6 +21,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image
 
+from backend.core import metrics
 from backend.core.mlops_config import mlops_config
 from backend.detection.models import Detection, Source
 from backend.serving.loading import ServingVersion
@@ -125,10 +126,22 @@ def detect_image(
     )
     detection.image.name = _storage_name(detection.id, filename, data)
     detection.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    _observe(served.version, detection)
     answered = DetectionResult(detection, served.version, functools.partial(_write_log, detection, data, image))
     if not defer_log:
         answered.write_log()
     return answered
+
+
+def _observe(version: ServingVersion, detection: Detection) -> None:
+    metrics.observe_prediction(
+        version.model_name,
+        version.version,
+        "detection",
+        latency_s=detection.latency_ms / 1000,
+        inference_s=detection.inference_ms / 1000,
+        class_names=[box["class_name"] for box in detection.boxes],
+    )
 
 
 def _write_log(detection: Detection, data: bytes, image: Image.Image) -> None:
