@@ -6,3 +6,9 @@ class MonitoringConfig(AppConfig):
 
     name = "backend.monitoring"
     label = "monitoring"
+
+    def ready(self) -> None:
+        from backend.core import metrics
+        from backend.monitoring.services.metrics import drift_metrics
+
+        metrics.register_collector(drift_metrics)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
 from backend.monitoring.models import DriftReport, DriftSettings
@@ -129,6 +130,16 @@ def test_reports_through_the_api_and_the_html_opens(celery_worker_process, tabul
     assert b"<html" in html.content.lower()[:2000] and b"mean radius" in html.content
     zipped = api.get(detail["links"]["html"], HTTP_ACCEPT_ENCODING="gzip, br")
     assert zipped["Content-Encoding"] == "gzip" and gzip.decompress(zipped.content) == html.content
+    # /metrics shows the latest check of the production version.
+    page = Client().get("/metrics").content.decode()
+    share = {
+        (sample.labels["model"], sample.name): sample.value
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+        if family.name in ("modelyard_drift_share", "modelyard_drift_detected")
+    }
+    assert share[(name, "modelyard_drift_share")] == pytest.approx(report.drifted_share)
+    assert share[(name, "modelyard_drift_detected")] == 1.0
     # Monitoring data is staff-only; filters are checked.
     assert APIClient().get("/api/v1/drift-reports/").status_code in (401, 403)
     bad = api.get("/api/v1/drift-reports/", {"drifted": "maybe"})
