@@ -105,17 +105,22 @@ def line_chart(
     markers: Sequence[Marker] = (),
     y_min: float | None = 0.0,
     y_max: float | None = None,
+    period: tuple[datetime, datetime] | None = None,
     width: int = 640,
     height: int = 220,
 ) -> SafeString:
-    """Lines over time, one colour per series, with a legend and optional vertical markers."""
+    """Lines over time, one colour per series, with a legend and optional vertical markers.
+
+    `period` fixes the time axis (the page's span), so a few points sit where they happened.
+    """
     times = [at.timestamp() for s in series for at, value in s.points if value is not None]
     values = [value for s in series for _, value in s.points if value is not None]
     if not values:
         return _empty(title, width, height, "no data in this period")
     low = min(values) if y_min is None else y_min
     high = max(values) if y_max is None else y_max
-    frame = _Frame(width, height, min(times), max(times), low, high if high > low else low + 1)
+    start, end = (period[0].timestamp(), period[1].timestamp()) if period else (min(times), max(times))
+    frame = _Frame(width, height, start, end, low, high if high > low else low + 1)
     _y_axis(frame, unit)
     _time_axis(frame)
     for marker in markers:

@@ -47,6 +47,7 @@ def _charts(board: boards.Dashboard) -> dict:
         )
         for d in board.deployments
     ]
+    common = {"markers": markers, "period": (board.since, board.until)}
     per_version = defaultdict(list)
     for bucket in board.buckets:
         per_version[bucket.version.semantic_label].append(bucket)
@@ -55,7 +56,7 @@ def _charts(board: boards.Dashboard) -> dict:
         return [charts.Series(label, [(b.start, value(b)) for b in rows]) for label, rows in per_version.items()]
 
     return {
-        "requests": charts.line_chart("Predictions", lines(lambda b: b.predictions), unit="count", markers=markers),
+        "requests": charts.line_chart("Predictions", lines(lambda b: b.predictions), unit="count", **common),
         "latency": charts.line_chart(
             "Latency",
             [
@@ -63,15 +64,15 @@ def _charts(board: boards.Dashboard) -> dict:
                 for name, field in (("p50", "latency_p50_ms"), ("p95", "latency_p95_ms"), ("p99", "latency_p99_ms"))
             ],
             unit="ms",
-            markers=markers,
+            **common,
         ),
-        "errors": charts.line_chart("Error rate", lines(lambda b: b.error_rate), unit="share", markers=markers),
+        "errors": charts.line_chart("Error rate", lines(lambda b: b.error_rate), unit="share", **common),
         "drift": charts.line_chart(
             "Drifted share of columns",
             [charts.Series("drift share", [(r.created_at, r.drifted_share) for r in board.reports])],
             unit="share",
             y_max=1.0,
-            markers=markers,
+            **common,
         ),
         "classes": charts.bar_chart("Class mix", board.class_mix, unit="predictions"),
         "confidence": charts.bar_chart("Confidence", board.confidence_histogram, unit="predictions"),

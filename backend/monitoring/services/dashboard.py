@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -67,6 +67,8 @@ class Dashboard:
 
     model: RegisteredModel
     span: str
+    since: datetime
+    until: datetime
     buckets: list[PerformanceBucket]
     reports: list[DriftReport]
     deployments: list[Deployment]
@@ -96,6 +98,8 @@ def dashboard(model: RegisteredModel, span: str) -> Dashboard:
     return Dashboard(
         model=model,
         span=span if span in SPANS else DEFAULT_SPAN,
+        since=since,
+        until=timezone.now(),
         buckets=list(buckets.select_related("version__model").order_by("start")),
         reports=list(reports.order_by("created_at")),
         deployments=list(deployments.order_by("-created_at")[:50]),
