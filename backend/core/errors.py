@@ -12,7 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from backend.core import metrics
+from backend.core.services import record_prediction_error
 from mlops.exceptions import MlopsError
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _count_prediction_error(context, response) -> None:
     if not kind or request is None or request.method != "POST":
         return
     code = response.data["error"]["code"] if response is not None else "server_error"
-    metrics.count_prediction_error(getattr(view, "prediction_model", None), kind, code)
+    record_prediction_error(getattr(view, "prediction_model", None), kind, code)
 
 
 def _error_response(exc, context):

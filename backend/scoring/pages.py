@@ -8,7 +8,7 @@ from django.conf import settings
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from backend.core import metrics
+from backend.core.services import record_prediction_error
 from backend.scoring import services
 from backend.scoring.models import TabularPrediction
 from backend.serving.services import Requester, model_info
@@ -74,7 +74,7 @@ def scoring_page(request):
                     source=TabularPrediction.Source.WEB,
                 )
             except MlopsError as exc:
-                metrics.count_prediction_error(model_name, "tabular", exc.code)
+                record_prediction_error(model_name, "tabular", exc.code)
                 context["error"] = exc.message
                 field_name = exc.details.get("field") if exc.details else None
                 for field in fields:

@@ -19,8 +19,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from backend.core import metrics
 from backend.core.queue import send_task
+from backend.core.services import record_prediction_error
 from backend.detection.models import Batch, Detection, Source
 from backend.detection.services.detect import DetectionParams, detect_image
 from backend.registry.models import RegisteredModel
@@ -174,7 +174,7 @@ def run_batch(batch_id: str) -> Batch:
             processed += 1
             Batch.objects.filter(pk=batch.pk).update(processed=processed, failed=len(errors), errors=errors)
     except ModelUnavailable as exc:
-        metrics.count_prediction_error(batch.model_name, "detection", exc.code)
+        record_prediction_error(batch.model_name, "detection", exc.code)
         Batch.objects.filter(pk=batch.pk).update(
             status=Batch.Status.FAILED, error=f"{exc.code}: {exc.message}", finished_at=timezone.now()
         )
@@ -208,7 +208,7 @@ def _run_one(batch: Batch, item: dict, requester: Requester) -> dict | None:
         failed = {"filename": item["filename"], "code": "input_missing", "message": "The stored input is gone."}
     else:
         return None
-    metrics.count_prediction_error(batch.model_name, "detection", failed["code"])
+    record_prediction_error(batch.model_name, "detection", failed["code"])
     return failed
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from django.db.models import Max
 from django.utils import timezone
 
+from backend.core.models import PredictionError
 from backend.detection.models import Detection, Feedback
 from backend.monitoring.models import PerformanceBucket
 from backend.registry.models import ModelVersion
@@ -43,6 +44,7 @@ class _Tally:
     predictions: int = 0
     feedback: int = 0
     feedback_correct: int = 0
+    errors: Counter = field(default_factory=Counter)
 
     def as_fields(self) -> dict:
         latency = np.asarray(self.latencies, dtype=float)
@@ -61,6 +63,8 @@ class _Tally:
             "class_counts": dict(self.classes),
             "feedback": self.feedback,
             "feedback_correct": self.feedback_correct,
+            "errors": sum(self.errors.values()),
+            "errors_by_code": dict(self.errors),
         }
 
 
@@ -134,4 +138,21 @@ def _tally(start: datetime, end: datetime, seconds: int) -> dict[tuple[int, date
         tally = of(version_id, created)
         tally.feedback += 1
         tally.feedback_correct += verdict == Feedback.Verdict.CORRECT
+    _tally_errors(window, of)
     return tallies
+
+
+def _tally_errors(window: dict, of) -> None:
+    """Errors name a model, not a version (a rejected upload never reached one): each counts for the
+    version in production when the roll-up runs; errors of unknown models or of models with nothing
+    in production are left out (they stay on /metrics and in the error rows)."""
+    errors = list(PredictionError.objects.filter(**window).values_list("model_name", "created_at", "code"))
+    names = {name for name, _, _ in errors}
+    production = dict(
+        ModelVersion.objects.filter(model__name__in=names, status=ModelVersion.Status.PRODUCTION).values_list(
+            "model__name", "pk"
+        )
+    )
+    for name, created, code in errors:
+        if name in production:
+            of(production[name], created).errors[code] += 1

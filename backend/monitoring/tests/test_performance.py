@@ -33,6 +33,11 @@ def test_predictions_are_rolled_up_per_version_and_minute(serve_detector, serve_
         upload = SimpleUploadedFile("a.png", image_bytes(synthetic_photo(seed=seed)), "image/png")
         response = client.post("/api/v1/detections/", {"image": upload, "model": detector.model.name})
         assert response.status_code == 201, response.content
+    # A rejected upload has no prediction row: its error is kept for the roll-up all the same.
+    junk = SimpleUploadedFile("notes.png", b"not an image at all", "image/png")
+    rejected = client.post("/api/v1/detections/", {"image": junk, "model": detector.model.name})
+    assert rejected.status_code == 400
+    code = rejected.json()["error"]["code"]
     schema = model_files["tabular"][0].feature_schema
     records = [{f["name"]: f["mean"] for f in schema}] * 4
     assert client.post("/api/v1/tabular/predictions/", {"records": records}, format="json").status_code == 200
@@ -46,6 +51,8 @@ def test_predictions_are_rolled_up_per_version_and_minute(serve_detector, serve_
     latencies = sorted(Detection.objects.values_list("latency_ms", flat=True))
     assert detections.latency_p50_ms == pytest.approx(latencies[1])
     assert sum(detections.confidence_histogram) == 3
+    assert (detections.errors, detections.errors_by_code) == (1, {code: 1})
+    assert detections.error_rate == pytest.approx(1 / 4)
     scored = rows[tabular.pk]
     assert (scored.requests, scored.predictions) == (1, 4)
     labels = TabularPrediction.objects.values_list("label", flat=True)
