@@ -18,6 +18,7 @@ import requests
 from django.db import connection
 from rest_framework.test import APIClient
 
+from backend.detection.models import Detection
 from backend.registry.models import ModelVersion, RegisteredModel
 from backend.registry.services import promote_version, rollback_model
 from backend.serving.loading import model_server, preload_default_models
@@ -108,6 +109,10 @@ def test_promotions_and_rollbacks_under_concurrent_load(live_server, model_files
     final = ModelVersion.objects.get(model=model, status="production").version
     answer = requests.post(url, files={"image": ("y.png", payload)}, data={"model": unique_name})
     assert answer.json()["model"]["version"] == final
+    # The server writes each prediction log after its answer: let the last ones land before the
+    # test's database is emptied, or that flush races the server's inserts.
+    logged = Detection.objects.filter(model_version__model__name=unique_name)
+    wait_until(lambda: logged.count() >= len(results) + 1, timeout=60, what="the prediction log of every answer")
 
 
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(model_files, unique_name, settings):
