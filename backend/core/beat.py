@@ -9,7 +9,16 @@ stale work.
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import migrations
 from django.utils import timezone
+
+
+def schedules_operation(entries: list[dict]) -> migrations.RunPython:
+    """The data-migration operation that installs `entries` (and removes them when migrated backwards)."""
+    return migrations.RunPython(
+        lambda apps, schema_editor: install_schedules(apps, entries),
+        lambda apps, schema_editor: remove_schedules(apps, entries),
+    )
 
 
 def install_schedules(apps, entries: list[dict]) -> None:

@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-from backend.core.beat import install_schedules, remove_schedules
+from backend.core.beat import schedules_operation
 
 SCHEDULES = [
     {
@@ -15,18 +15,10 @@ SCHEDULES = [
 ]
 
 
-def install(apps, schema_editor):
-    install_schedules(apps, SCHEDULES)
-
-
-def remove(apps, schema_editor):
-    remove_schedules(apps, SCHEDULES)
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("detection", "0001_initial"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(install, remove)]
+    operations = [schedules_operation(SCHEDULES)]
