@@ -120,8 +120,8 @@ def _answer(result: detect.DetectionResult, status_code: int) -> Response:
     return after_response(response, result.write_log, what=f"detection log {result.detection.pk}")
 
 
-class DetectionListCreate(TimedView):
-    """POST an image to detect objects in it (open to anyone); GET your past detections (signed in)."""
+class UploadListCreate(TimedView):
+    """POST uploads images (open to anyone, throttled); GET lists the caller's own (staff: everyone's)."""
 
     permission_classes = [CreateOpenListSignedIn]
     parser_classes = [MultiPartParser]
@@ -129,6 +129,18 @@ class DetectionListCreate(TimedView):
 
     def get_throttles(self):
         return [AnonPredictionThrottle()] if self.request.method == "POST" else []
+
+    def own_page(self, queryset, serializer_class) -> Response:
+        """One page of `queryset`, newest first, restricted to the caller's rows unless staff."""
+        if not self.request.user.is_staff:
+            queryset = queryset.filter(user=self.request.user)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(queryset.order_by("-created_at"), self.request, view=self)
+        return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+class DetectionListCreate(UploadListCreate):
+    """POST an image to detect objects in it (open to anyone); GET your past detections (signed in)."""
 
     @extend_schema(
         operation_id="detections_create",
@@ -152,12 +164,7 @@ class DetectionListCreate(TimedView):
         description="Your detections, newest first (staff see everyone's). Needs a signed-in user.",
     )
     def get(self, request):
-        queryset = Detection.objects.select_related("model_version__model").order_by("-created_at")
-        if not request.user.is_staff:
-            queryset = queryset.filter(user=request.user)
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(DetectionSerializer(page, many=True).data)
+        return self.own_page(Detection.objects.select_related("model_version__model"), DetectionSerializer)
 
 
 def _detection(pk) -> Detection:
@@ -248,15 +255,8 @@ class DetectionFeedback(APIView):
 
 
 # -- batches ----------------------------------------------------------------------------------------
-class BatchListCreate(TimedView):
+class BatchListCreate(UploadListCreate):
     """POST a zip of images or several files to detect them in the background; GET your batches (signed in)."""
-
-    permission_classes = [CreateOpenListSignedIn]
-    parser_classes = [MultiPartParser]
-    prediction_kind = "detection"
-
-    def get_throttles(self):
-        return [AnonPredictionThrottle()] if self.request.method == "POST" else []
 
     @extend_schema(
         operation_id="batches_create",
@@ -280,12 +280,7 @@ class BatchListCreate(TimedView):
 
     @extend_schema(operation_id="batches_list", responses={200: BatchSerializer(many=True)})
     def get(self, request):
-        queryset = Batch.objects.order_by("-created_at")
-        if not request.user.is_staff:
-            queryset = queryset.filter(user=request.user)
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(BatchSerializer(page, many=True).data)
+        return self.own_page(Batch.objects.all(), BatchSerializer)
 
 
 class BatchDetail(APIView):
