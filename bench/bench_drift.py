@@ -84,14 +84,17 @@ def log_predictions(rows: int) -> tuple[object, int]:
 def our_check(rows: int) -> dict:
     """detect_drift in a fresh interpreter; Evidently imported before the clock starts (as in a worker)."""
     code = (
-        "import django, time, resource; django.setup(); import evidently, mlops.monitoring.drift; "
+        "import django, time; django.setup(); import evidently, mlops.monitoring.drift; "
+        # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across fork and exec, so it would report this
+        # parent's size (100,000 rows in memory) rather than the check's.
+        "hwm = lambda: next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')); "
         "from django.core.management import call_command; "
         "from backend.monitoring.models import DriftReport; "
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; started = time.perf_counter(); "
+        "before = hwm(); started = time.perf_counter(); "
         f"call_command('detect_drift', {MODEL!r}, '--window', '{rows}', verbosity=0, stdout=open('/dev/null', 'w')); "
         "wall = time.perf_counter() - started; report = DriftReport.objects.latest('created_at'); "
         "print(wall, report.duration_ms, report.current_size, report.status, before, "
-        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "hwm())"
     )
     output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     wall, duration_ms, size, status, rss_before, rss_peak = output.stdout.split()[-6:]

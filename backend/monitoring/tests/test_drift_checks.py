@@ -84,6 +84,7 @@ def stream(data: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return rows * rng.normal(1.0, 0.01, size=rows.shape)
 
 
+@pytest.mark.postgres  # windows are read in bulk from JSON columns, which each database stores its own way
 def test_tabular_stream_is_flagged_when_shifted_and_not_otherwise(
     celery_worker_process, tabular_with_reference, breast_cancer
 ):
@@ -107,6 +108,7 @@ def test_tabular_stream_is_flagged_when_shifted_and_not_otherwise(
     assert not unshifted.html and unshifted.columns
 
 
+@pytest.mark.postgres
 def test_too_few_predictions_give_not_enough_data(celery_worker_process, tabular_with_reference, breast_cancer):
     score(stream(breast_cancer, 40, seed=3))
     report = run_on_worker(tabular_with_reference.model.name)
@@ -188,6 +190,7 @@ def detector_without_reference(serve_trained):
     return version
 
 
+@pytest.mark.postgres
 def test_detector_reference_comes_from_its_first_predictions_and_shifts_are_flagged(
     celery_worker_process, detector_without_reference, shape_images
 ):
@@ -227,6 +230,7 @@ def test_default_schedules_are_rows_with_an_expiry():
     assert tasks["monitoring-check-drift"].task == "monitoring.check_drift_of_production_models"
 
 
+@pytest.mark.postgres
 def test_the_beat_task_checks_every_production_model(
     celery_worker_process, tabular_with_reference, breast_cancer, model_files
 ):

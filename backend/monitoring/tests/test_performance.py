@@ -25,6 +25,7 @@ def staff_api() -> APIClient:
     return client
 
 
+@pytest.mark.postgres
 def test_predictions_are_rolled_up_per_version_and_minute(serve_detector, serve_tabular, model_files, unique_name):
     tabular = serve_tabular(0)
     detector = serve_detector(0, name=f"{unique_name}-detector")
