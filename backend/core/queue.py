@@ -2,7 +2,8 @@
 
 A service never imports its app's tasks (the tasks import the services), so it sends the task by
 its registered name; CELERY_TASK_ROUTES picks the queue from that name. With
-CELERY_TASK_ALWAYS_EAGER (debugging) the task runs here and now, as `apply_async` would.
+CELERY_TASK_ALWAYS_EAGER (debugging) the task runs here and now, as `apply_async` would; a task
+asked for later (`countdown`) is then not run at all, and is left to whatever sweeps for it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from celery import current_app
 from celery.result import AsyncResult
 
 
-def send_task(name: str, *, kwargs: dict, task_id: str | None = None) -> AsyncResult:
+def send_task(
+    name: str, *, kwargs: dict, task_id: str | None = None, countdown: float | None = None
+) -> AsyncResult | None:
     if current_app.conf.task_always_eager:
+        if countdown:
+            return None
         return current_app.tasks[name].apply(kwargs=kwargs, task_id=task_id)
-    return current_app.send_task(name, kwargs=kwargs, task_id=task_id)
+    return current_app.send_task(name, kwargs=kwargs, task_id=task_id, countdown=countdown)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from backend.core.mlops_config import mlops_config
 from backend.registry.artifacts import serving_files
 from backend.registry.models import Deployment, ModelVersion, PromotionRequest, RegisteredModel
-from backend.registry.signals import version_promoted, version_staged
+from backend.registry.signals import promotion_requested, version_promoted, version_registered, version_staged
 from mlops.exceptions import InvalidInput, MlopsError, NotFound, SmokeTestFailed
 from mlops.inference.loader import load_predictor, smoke_test
 from mlops.registry.entities import ModelVersionInfo
@@ -75,6 +75,7 @@ def record_version(info: ModelVersionInfo, *, metadata: dict | None = None, comp
         model.class_names = metadata.get("class_names", model.class_names)
         model.feature_schema = metadata.get("feature_schema", model.feature_schema)
         model.save(update_fields=["class_names", "feature_schema", "updated_at"])
+        transaction.on_commit(lambda: version_registered.send(sender=ModelVersion, version=version))
     logger.info(
         "registry.version_recorded model=%s version=%s label=%s", model.name, info.version, version.semantic_label
     )
@@ -235,7 +236,9 @@ def request_promotion(version: ModelVersion, *, user, reason: str = "") -> Promo
         raise RegistryConflict(f"{version} is already in production")
     try:
         with transaction.atomic():
-            return PromotionRequest.objects.create(version=version, requested_by=user, reason=reason)
+            request = PromotionRequest.objects.create(version=version, requested_by=user, reason=reason)
+            transaction.on_commit(lambda: promotion_requested.send(sender=PromotionRequest, request=request))
+            return request
     except IntegrityError as exc:
         raise RegistryConflict(f"{version} already has a pending promotion request") from exc
 

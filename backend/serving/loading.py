@@ -26,6 +26,7 @@ from backend.core import metrics
 from backend.registry.artifacts import serving_files
 from backend.registry.models import ModelVersion, model_ref
 from backend.serving.generation import serving_generation
+from backend.serving.signals import model_load_failed
 from mlops.exceptions import MlopsError, ModelUnavailable
 from mlops.inference.loader import load_predictor, sample_image
 from mlops.inference.serving import ModelServer, ServedModel
@@ -136,9 +137,11 @@ def record_load_failure(model_name: str, version, error: BaseException) -> None:
     message = getattr(error, "message", None) or str(error)
     try:
         # Conditional: once one process recorded the failure, the others change nothing.
-        ModelVersion.objects.filter(pk=version.id, load_error="").update(
+        recorded = ModelVersion.objects.filter(pk=version.id, load_error="").update(
             load_error=message[:2000], load_error_at=timezone.now()
         )
+        if recorded:
+            model_load_failed.send(sender=ModelVersion, model_name=model_name, version=version.version, error=message)
     finally:
         connections.close_all()
 

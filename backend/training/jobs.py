@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from backend.training.models import TrainingJob
+from backend.training.signals import training_job_failed
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +148,9 @@ def finish_failed(
     updated = TrainingJob.objects.filter(pk=job_id, status__in=from_statuses).update(**changes)
     if updated:
         logger.warning("training.job_failed job=%s code=%s error=%s", job_id, code, message[:300])
+        transaction.on_commit(
+            lambda: training_job_failed.send(sender=TrainingJob, job_id=job_id, code=code, message=message[:2000])
+        )
     return bool(updated)
 
 

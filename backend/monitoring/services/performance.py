@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -91,7 +92,7 @@ def roll_up_size(seconds: int, *, now: datetime) -> int:
     start = max(start, bucket_start(now - LOOKBACK[seconds], seconds))
     if start >= end:
         return 0
-    tallies = _tally(start, end, seconds)
+    tallies = _tally(start, end, lambda moment: bucket_start(moment, seconds))
     versions = dict(ModelVersion.objects.filter(pk__in={key[0] for key in tallies}).values_list("pk", "model_id"))
     for (version_id, bucket), tally in tallies.items():
         PerformanceBucket.objects.update_or_create(
@@ -104,11 +105,23 @@ def roll_up_size(seconds: int, *, now: datetime) -> int:
     return len(tallies)
 
 
-def _tally(start: datetime, end: datetime, seconds: int) -> dict[tuple[int, datetime], _Tally]:
+def window_performance(start: datetime, end: datetime) -> dict[int, dict]:
+    """Each version's numbers over [start, end) read straight from the log, as one bucket's fields.
+
+    For alert rules, which judge the last few minutes as they happen rather than once a minute's
+    roll-up has run.
+    """
+    return {version_id: tally.as_fields() for (version_id, _), tally in _tally(start, end, lambda _: start).items()}
+
+
+def _tally(
+    start: datetime, end: datetime, bucket: Callable[[datetime], datetime]
+) -> dict[tuple[int, datetime], _Tally]:
+    """The log between start and end summed per version and bucket (`bucket` maps a moment to its bucket)."""
     tallies: dict[tuple[int, datetime], _Tally] = defaultdict(_Tally)
 
     def of(version_id: int, moment: datetime) -> _Tally:
-        return tallies[(version_id, bucket_start(moment, seconds))]
+        return tallies[(version_id, bucket(moment))]
 
     window = {"created_at__gte": start, "created_at__lt": end}
     detections = Detection.objects.filter(**window).values_list(
