@@ -200,3 +200,38 @@ def serve_tabular(model_files, unique_name, settings):
         )  # fmt: skip
 
     return serve
+
+
+@pytest.fixture(scope="session")
+def breast_cancer():
+    """scikit-learn's bundled breast-cancer table, features only: the tabular model's world."""
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer(as_frame=True).frame.drop(columns=["target"])
+
+
+@pytest.fixture
+def tabular_with_reference(model_files, breast_cancer, tmp_path, unique_name, settings):
+    """The tiny XGBoost model, registered with a training reference (features and probabilities) and
+    promoted, with drift checked over its latest 200 predictions (at least 100)."""
+    from dataclasses import replace
+
+    import xgboost as xgb
+
+    from backend.monitoring.models import DriftSettings
+    from mlops.training.xgb import PROBABILITY_PREFIX
+
+    files = model_files["tabular"][0]
+    booster = xgb.Booster()
+    booster.load_model(str(files.model))
+    reference = breast_cancer.sample(300, random_state=0).reset_index(drop=True)
+    positive = booster.predict(xgb.DMatrix(reference, feature_names=list(reference.columns)))
+    reference[f"{PROBABILITY_PREFIX}{files.class_names[0]}"] = 1 - positive
+    reference[f"{PROBABILITY_PREFIX}{files.class_names[1]}"] = positive
+    path = tmp_path / "reference.parquet"
+    reference.to_parquet(path, index=False)
+
+    settings.DEFAULT_TABULAR_MODEL = unique_name
+    version = VersionFactory(name=unique_name, kind="tabular", files=replace(files, reference=path), promoted=True)
+    DriftSettings.objects.create(model=version.model, window_predictions=200, min_samples=100)
+    return version

@@ -41,3 +41,21 @@ class Scrape:
     def series(self, name: str) -> list[dict]:
         """The labels of every sample called `name`."""
         return [dict(labels) for sample_name, labels in self.samples if sample_name == name]
+
+
+def post_records(records) -> None:
+    """Score a DataFrame of records through the tabular prediction API, as a client does."""
+    from rest_framework.test import APIClient
+
+    payload = {"records": records.to_dict(orient="records")}
+    response = APIClient().post("/api/v1/tabular/predictions/", payload, format="json")
+    assert response.status_code == 200, response.content
+
+
+def stream_from(data, n: int, seed: int):
+    """n records drawn from the table with a little noise: the production traffic of an unchanged world."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = data.sample(n, replace=True, random_state=seed).reset_index(drop=True)
+    return rows * rng.normal(1.0, 0.01, size=rows.shape)

@@ -127,6 +127,10 @@ def pytest_load_initial_conftests(early_config, parser, args):
         os.environ["YOLO_CONFIG_DIR"] = str(var_dir / "ultralytics")
         os.environ["REDIS_URL"] = start_redis(_session_dir)
         os.environ.pop("CELERY_BROKER_URL", None)
+        # Alert webhooks go to test servers on 127.0.0.1 (the guard itself is tested with the
+        # setting off), and a failed delivery is tried again within a second, not half a minute.
+        os.environ["ALERTS_WEBHOOK_ALLOW_PRIVATE"] = "true"
+        os.environ["ALERTS_RETRY_SECONDS"] = "0.3"
         if os.environ.get("TEST_DATABASE") == "postgres":
             os.environ["DATABASE_URL"] = start_postgres(_session_dir)
         else:

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "backend.detection",
     "backend.scoring",
     "backend.monitoring",
+    "backend.alerting",
 ]
 
 # django-prometheus times the whole stack: its Before middleware first, its After middleware last.
@@ -330,3 +331,18 @@ TRAINING_STALE_AFTER_SECONDS = env.int("TRAINING_STALE_AFTER_SECONDS", default=9
 # `make run` trains these when the registry is empty, and promotes them once trained.
 BOOTSTRAP_DETECTOR_EPOCHS = env.int("BOOTSTRAP_DETECTOR_EPOCHS", default=30)
 BOOTSTRAP_DETECTOR_IMGSZ = env.int("BOOTSTRAP_DETECTOR_IMGSZ", default=160)
+
+# --- Alerting -------------------------------------------------------------------------------
+# Email channels send through Django's email backend: smtp://user:password@host:port (or
+# submission://... for STARTTLS, smtp+ssl://... for TLS); the default prints mail to the log.
+vars().update({key: value for key, value in env.email_url("EMAIL_URL", default="consolemail://").items() if value})
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="modelyard@localhost")
+# Links in notifications point here (the address people open the app at).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Webhooks to private, loopback or link-local addresses are refused unless this is on, so that a
+# webhook cannot be used to probe the internal network.
+ALERTS_WEBHOOK_ALLOW_PRIVATE = env.bool("ALERTS_WEBHOOK_ALLOW_PRIVATE", default=False)
+# A failed delivery is tried again after RETRY_SECONDS, doubling each time (at most an hour), and
+# marked failed for good after MAX_ATTEMPTS tries.
+ALERTS_RETRY_SECONDS = env.float("ALERTS_RETRY_SECONDS", default=30.0)
+ALERTS_MAX_ATTEMPTS = env.int("ALERTS_MAX_ATTEMPTS", default=5)

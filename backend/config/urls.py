@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("backend.scoring.api_urls")),
     path("", include("backend.serving.api_urls")),
     path("", include("backend.monitoring.api_urls")),
+    path("", include("backend.alerting.api_urls")),
 ]
 
 urlpatterns = [
@@ -28,6 +29,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("training/", include("backend.training.urls")),
     path("monitoring/", include("backend.monitoring.urls")),
+    path("alerts/", include("backend.alerting.urls")),
     path("scoring/", include("backend.scoring.urls")),
     path("", include("backend.detection.urls")),
 ]

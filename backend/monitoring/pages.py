@@ -8,6 +8,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
+from backend.core.panels import panels
 from backend.monitoring import charts
 from backend.monitoring.models import DriftReport
 from backend.monitoring.services import dashboard as boards
@@ -17,7 +18,7 @@ from mlops.exceptions import ModelNotFound
 
 @staff_member_required
 def model_list(request):
-    context = {"rows": boards.model_health(), "title": "Monitoring", "nav": "monitoring"}
+    context = {"rows": boards.model_health(), "panels": panels(), "title": "Monitoring", "nav": "monitoring"}
     return render(request, "monitoring/model_list.html", context)
 
 
@@ -32,6 +33,7 @@ def model_dashboard(request, name: str):
         "board": board,
         "charts": _charts(board),
         "spans": list(boards.SPANS),
+        "panels": panels(model=model),
         "title": f"{model.name} · monitoring",
         "nav": "monitoring",
     }

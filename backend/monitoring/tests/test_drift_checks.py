@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
-from dataclasses import replace
 
-import numpy as np
-import pandas as pd
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -21,9 +18,8 @@ from rest_framework.test import APIClient
 from backend.monitoring.models import DriftReport, DriftSettings
 from backend.monitoring.tasks import check_drift, check_drift_of_production_models
 from backend.registry.models import RegisteredModel
-from mlops.training.xgb import PROBABILITY_PREFIX
 from tests.factories import UserFactory, VersionFactory
-from tests.helpers import wait_until
+from tests.helpers import post_records, stream_from, wait_until
 from tests.support import image_bytes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -43,61 +39,20 @@ def staff_api() -> APIClient:
 
 
 # -- tabular --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def breast_cancer():
-    from sklearn.datasets import load_breast_cancer
-
-    return load_breast_cancer(as_frame=True).frame.drop(columns=["target"])
-
-
-@pytest.fixture
-def tabular_with_reference(model_files, breast_cancer, tmp_path, unique_name, settings):
-    """The tiny XGBoost model, registered with a training reference (features and probabilities) and promoted."""
-    import xgboost as xgb
-
-    files = model_files["tabular"][0]
-    booster = xgb.Booster()
-    booster.load_model(str(files.model))
-    reference = breast_cancer.sample(300, random_state=0).reset_index(drop=True)
-    positive = booster.predict(xgb.DMatrix(reference, feature_names=list(reference.columns)))
-    reference[f"{PROBABILITY_PREFIX}{files.class_names[0]}"] = 1 - positive
-    reference[f"{PROBABILITY_PREFIX}{files.class_names[1]}"] = positive
-    path = tmp_path / "reference.parquet"
-    reference.to_parquet(path, index=False)
-
-    settings.DEFAULT_TABULAR_MODEL = unique_name
-    version = VersionFactory(name=unique_name, kind="tabular", files=replace(files, reference=path), promoted=True)
-    DriftSettings.objects.create(model=version.model, window_predictions=200, min_samples=100)
-    return version
-
-
-def score(records: pd.DataFrame) -> None:
-    payload = {"records": records.to_dict(orient="records")}
-    response = APIClient().post("/api/v1/tabular/predictions/", payload, format="json")
-    assert response.status_code == 200, response.content
-
-
-def stream(data: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    """n records drawn from the table with a little noise: the production traffic of an unchanged world."""
-    rng = np.random.default_rng(seed)
-    rows = data.sample(n, replace=True, random_state=seed).reset_index(drop=True)
-    return rows * rng.normal(1.0, 0.01, size=rows.shape)
-
-
 @pytest.mark.postgres  # windows are read in bulk from JSON columns, which each database stores its own way
 def test_tabular_stream_is_flagged_when_shifted_and_not_otherwise(
     celery_worker_process, tabular_with_reference, breast_cancer
 ):
     name = tabular_with_reference.model.name
-    score(stream(breast_cancer, 200, seed=1))
+    post_records(stream_from(breast_cancer, 200, seed=1))
     unshifted = run_on_worker(name)
     assert unshifted.status == "ok", unshifted.message
     assert unshifted.reference_source == "training reference"
     assert unshifted.current_size == 200 and unshifted.reference_size == 300
 
-    shifted = stream(breast_cancer, 200, seed=2)
+    shifted = stream_from(breast_cancer, 200, seed=2)
     shifted = shifted * 1.6 + shifted.std() * 0.5  # scaled and offset
-    score(shifted)
+    post_records(shifted)
     report = run_on_worker(name)
     assert report.status == "drift", report.message
     assert report.dataset_drift and report.drifted_share >= 0.5
@@ -110,7 +65,7 @@ def test_tabular_stream_is_flagged_when_shifted_and_not_otherwise(
 
 @pytest.mark.postgres
 def test_too_few_predictions_give_not_enough_data(celery_worker_process, tabular_with_reference, breast_cancer):
-    score(stream(breast_cancer, 40, seed=3))
+    post_records(stream_from(breast_cancer, 40, seed=3))
     report = run_on_worker(tabular_with_reference.model.name)
     assert report.status == "not_enough_data"
     assert "40" in report.message
@@ -119,7 +74,7 @@ def test_too_few_predictions_give_not_enough_data(celery_worker_process, tabular
 
 def test_reports_through_the_api_and_the_html_opens(celery_worker_process, tabular_with_reference, breast_cancer):
     name = tabular_with_reference.model.name
-    score(stream(breast_cancer, 200, seed=4) * 2.0)
+    post_records(stream_from(breast_cancer, 200, seed=4) * 2.0)
     report = run_on_worker(name)
     api = staff_api()
     listed = api.get("/api/v1/drift-reports/", {"model": name, "drifted": "true"}).json()
@@ -236,7 +191,7 @@ def test_the_beat_task_checks_every_production_model(
 ):
     unpromoted = f"{tabular_with_reference.model.name}-unpromoted"
     VersionFactory(name=unpromoted, kind="tabular", files=model_files["tabular"][1])
-    score(stream(breast_cancer, 120, seed=5))
+    post_records(stream_from(breast_cancer, 120, seed=5))
     before = DriftReport.objects.count()
     names = check_drift_of_production_models.delay().get(timeout=TASK_TIMEOUT)
     assert tabular_with_reference.model.name in names
@@ -250,7 +205,7 @@ def test_the_beat_task_checks_every_production_model(
 
 
 def test_detect_drift_command_prints_the_summary(tabular_with_reference, breast_cancer):
-    score(stream(breast_cancer, 150, seed=6))
+    post_records(stream_from(breast_cancer, 150, seed=6))
     out = io.StringIO()
     call_command("detect_drift", tabular_with_reference.model.name, "--window", "150", stdout=out)
     text = out.getvalue()
