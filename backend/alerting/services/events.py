@@ -36,7 +36,9 @@ def _version_url(version: ModelVersion) -> str:
 
 def version_event(event: str, *, version_id: int, deployment_id: int | None = None) -> list[Notification]:
     """version.registered / version.staged / version.promoted / version.rolled_back."""
-    version = ModelVersion.objects.select_related("model").get(pk=version_id)
+    version = ModelVersion.objects.select_related("model").filter(pk=version_id).first()
+    if version is None:  # deleted before the event went out: nothing left to describe
+        return []
     payload = {"version": _version_payload(version)}
     text = f"{version.model.name} {version.semantic_label} (MLflow version {version.version}) is now {version.status}."
     if deployment_id is not None:
