@@ -22,10 +22,13 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """Each web worker loads the production models as soon as it has imported the application."""
+    """Each web worker loads the production models as soon as it has imported the application, and
+    watches the monitor."""
+    from backend.alerting import watchdog
     from backend.serving.loading import preload_default_models
 
     preload_default_models()
+    watchdog.start()  # the dead man's switch: beat and the workers cannot report their own death
 
 
 def child_exit(server, worker):

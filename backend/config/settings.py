@@ -346,3 +346,6 @@ ALERTS_WEBHOOK_ALLOW_PRIVATE = env.bool("ALERTS_WEBHOOK_ALLOW_PRIVATE", default=
 # marked failed for good after MAX_ATTEMPTS tries.
 ALERTS_RETRY_SECONDS = env.float("ALERTS_RETRY_SECONDS", default=30.0)
 ALERTS_MAX_ATTEMPTS = env.int("ALERTS_MAX_ATTEMPTS", default=5)
+# Each web process checks this often that beat and the workers still run the monitoring (the dead
+# man's switch), and delivers what is due itself; 0 switches it off.
+ALERTS_WATCHDOG_SECONDS = env.float("ALERTS_WATCHDOG_SECONDS", default=60.0)

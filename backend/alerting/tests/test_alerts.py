@@ -289,3 +289,26 @@ def test_a_job_failure_reaches_the_rule_through_its_signal(celery_worker_process
     assert alert.evidence["jobs"] == [job.pk]
     assert TrainingJob.objects.get(pk=job.pk).status == "failed"
     wait_until(lambda: webhook.received, timeout=30, what="the delivery")
+
+
+def test_the_watchdog_reports_a_dead_beat_without_beat_or_a_worker(webhook):
+    """Nothing runs the queue here: the web process's watchdog evaluates and delivers by itself."""
+    from django_celery_beat.models import CrontabSchedule
+
+    from backend.alerting import watchdog
+
+    webhook_channel(webhook)
+    monitor = rule("monitor_stopped", ">", 10, severity="critical")
+    PeriodicTask.objects.filter(name="monitoring-roll-up-performance").delete()
+    PeriodicTask.objects.create(
+        name="monitoring-roll-up-performance", task="monitoring.roll_up_performance",
+        crontab=CrontabSchedule.objects.create(minute="*"), last_run_at=timezone.now() - timedelta(minutes=30),
+    )  # fmt: skip
+    watchdog.start(interval=0.2)
+    try:
+        wait_until(lambda: received_events(webhook, monitor), timeout=30, what="the watchdog's delivery")
+    finally:
+        watchdog.stop()
+    (body,) = received_events(webhook, monitor)
+    assert body["event"] == "alert.firing" and body["severity"] == "critical"
+    assert Alert.objects.get(rule=monitor).value >= 30
