@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.forms import ModelForm
 from django.utils.html import format_html
 
-from backend.alerting.models import Alert, AlertRule, Channel, Notification, Silence
+from backend.alerting.models import Alert, AlertRule, Channel, DeploymentWatch, Notification, RollbackPolicy, Silence
 from backend.alerting.services import evaluation, outbox
 from backend.alerting.tasks import evaluate_rules
 from mlops.alerting.channels import channel_class
@@ -153,3 +153,20 @@ class NotificationAdmin(admin.ModelAdmin):
     def retry_now(self, request, queryset):
         count = outbox.retry_now(queryset.exclude(status=Notification.Status.SENT).values_list("pk", flat=True))
         self.message_user(request, f"{count} notification(s) queued again.")
+
+
+@admin.register(RollbackPolicy)
+class RollbackPolicyAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "enabled", "watch_minutes", "judge_minutes", "min_requests", "error_rate_margin",
+                    "latency_ratio"]  # fmt: skip
+    list_editable = ["enabled"]
+
+
+@admin.register(DeploymentWatch)
+class DeploymentWatchAdmin(admin.ModelAdmin):
+    list_display = ["started_at", "model", "deployment", "state", "checks", "last_checked_at", "reason"]
+    list_filter = ["state", "model"]
+    readonly_fields = [field.name for field in DeploymentWatch._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False

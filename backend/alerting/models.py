@@ -83,6 +83,7 @@ class AlertRule(models.Model):
         CONFIDENCE = "confidence", "average confidence"
         ACCURACY = "accuracy", "accuracy from feedback"
         TRAINING_FAILED = "training_failed", "training jobs failed"
+        AUTO_ROLLBACK = "auto_rollback", "automatic rollbacks"
         LOAD_FAILED = "load_failed", "production version failed to load (1 or 0)"
         DISK_FREE = "disk_free", "free disk space under var/ and media (%)"
         MONITOR_STOPPED = "monitor_stopped", "minutes since the monitor last ran"
@@ -278,3 +279,84 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} to {self.channel.name}: {self.status}"
+
+
+class RollbackPolicy(models.Model):
+    """When a promotion is watched and how much worse than its predecessor it may be before it is
+    rolled back by itself. One row per model; the row without a model applies to the others."""
+
+    model = models.OneToOneField(
+        RegisteredModel,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="rollback_policy",
+        help_text="Blank: every model without a policy of its own.",
+    )
+    enabled = models.BooleanField(default=True)
+    watch_minutes = models.PositiveIntegerField(default=30, help_text="How long after a promotion it is watched.")
+    judge_minutes = models.PositiveIntegerField(
+        default=2, help_text="Each look reads this much of the latest traffic (since the promotion at most)."
+    )
+    baseline_minutes = models.PositiveIntegerField(
+        default=60, help_text="The previous version's baseline: its last this-many minutes in production."
+    )
+    min_requests = models.PositiveIntegerField(default=10, help_text="Below this, a look judges nothing.")
+    error_rate_margin = models.FloatField(
+        default=0.05, help_text="Roll back above the previous version's error rate plus this."
+    )
+    latency_ratio = models.FloatField(default=2.0, help_text="Roll back above the previous version's p95 times this.")
+
+    class Meta:
+        verbose_name_plural = "rollback policies"
+
+    def __str__(self) -> str:
+        return f"rollback policy of {self.model.name if self.model else 'every model'}"
+
+    @classmethod
+    def for_model(cls, model: RegisteredModel) -> RollbackPolicy | None:
+        """The model's own policy, else the default one; None when none applies or it is switched off."""
+        policy = cls.objects.filter(model=model).first() or cls.objects.filter(model__isnull=True).first()
+        return policy if policy is not None and policy.enabled else None
+
+    def limits(self):
+        from mlops.alerting.release import ReleaseLimits
+
+        return ReleaseLimits(
+            min_requests=self.min_requests, error_rate_margin=self.error_rate_margin, latency_ratio=self.latency_ratio
+        )
+
+
+class DeploymentWatch(models.Model):
+    """The watch over one promotion: the previous version's baseline, each look's verdict, the outcome."""
+
+    class State(models.TextChoices):
+        WATCHING = "watching"
+        PASSED = "passed", "passed (watch ended)"
+        ROLLED_BACK = "rolled_back", "rolled back"
+        SUPERSEDED = "superseded", "superseded by another deployment"
+
+    deployment = models.OneToOneField("registry.Deployment", on_delete=models.CASCADE, related_name="watch")
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="watches")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.WATCHING)
+    started_at = models.DateTimeField(help_text="When the promotion took effect.")
+    ends_at = models.DateTimeField()
+    baseline = models.JSONField(default=dict, help_text="The previous version's traffic before the promotion.")
+    latest = models.JSONField(default=dict, blank=True, help_text="The latest look: traffic and verdict.")
+    checks = models.PositiveIntegerField(default=0)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    rollback = models.OneToOneField(
+        "registry.Deployment", null=True, blank=True, on_delete=models.SET_NULL, related_name="rolled_back_watch"
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            # The sweep: watches still running.
+            models.Index(fields=["state", "ends_at"], name="watch_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"watch of {self.deployment.to_version} ({self.state})"

@@ -10,7 +10,7 @@ from django.dispatch import receiver
 from kombu.exceptions import OperationalError
 
 from backend.alerting.models import AlertRule, Channel
-from backend.alerting.tasks import evaluate_rules, publish_promotion_requested, publish_version_event
+from backend.alerting.tasks import evaluate_rules, publish_promotion_requested, publish_version_event, start_watch
 from backend.monitoring.signals import drift_detected
 from backend.registry.models import Deployment
 from backend.registry.signals import promotion_requested, version_promoted, version_registered, version_staged
@@ -44,10 +44,12 @@ def on_model_load_failed(sender, model_name, **kwargs):
 
 
 @receiver(version_promoted, dispatch_uid="alerting.on_version_promoted")
-def on_version_promoted(sender, version, deployment, **kwargs):
+def on_version_promoted(sender, version, deployment, previous=None, **kwargs):
     rolled_back = deployment.action in (Deployment.Action.ROLLBACK, Deployment.Action.AUTO_ROLLBACK)
     event = Channel.Event.VERSION_ROLLED_BACK if rolled_back else Channel.Event.VERSION_PROMOTED
     enqueue(publish_version_event, event=event, version_id=version.pk, deployment_id=deployment.pk)
+    if deployment.action == Deployment.Action.PROMOTE and previous is not None:
+        enqueue(start_watch, deployment_id=deployment.pk)
     # A new production version clears a load-failure alert of the old one.
     enqueue(evaluate_rules, kinds=[Kind.LOAD_FAILED], model_name=version.model.name)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from backend.alerting.services import evaluation, events, outbox
+from backend.alerting.services import evaluation, events, outbox, rollback
 
 
 # Beat, every minute, and from the apps' signals (narrowed to a kind and a model). No retries:
@@ -36,3 +36,23 @@ def publish_version_event(*, event: str, version_id: int, deployment_id: int | N
 @shared_task(name="alerting.publish_promotion_requested")
 def publish_promotion_requested(*, request_id: int) -> int:
     return len(events.promotion_requested(request_id=request_id))
+
+
+# From version_promoted: watch a promotion that replaced a version.
+@shared_task(name="alerting.start_watch")
+def start_watch(*, deployment_id: int) -> str | None:
+    watch = rollback.start_watch(deployment_id)
+    return watch.state if watch else None
+
+
+# One look at a watch; it queues the next one itself (ALERTS_WATCH_CHECK_SECONDS later) while the
+# watch runs. A lost look is caught by the sweep below.
+@shared_task(name="alerting.check_watch")
+def check_watch(*, watch_id: int) -> str:
+    return rollback.check_watch(watch_id)
+
+
+# Beat, every minute: watches nobody looked at lately.
+@shared_task(name="alerting.check_watches")
+def check_watches() -> dict:
+    return rollback.check_watches()

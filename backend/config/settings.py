@@ -305,6 +305,16 @@ PREDICTION_IMAGE_RETENTION_DAYS = env.int("PREDICTION_IMAGE_RETENTION_DAYS", def
 # Anonymous callers of the prediction endpoints are throttled to this rate.
 API_ANON_RATE = env.str("API_ANON_RATE", default="120/min")
 
+# --- Shadow mode (monitoring) ---------------------------------------------------------------
+# A model's staging version answers a sample of live predictions again on the monitoring worker
+# (ShadowSettings in the admin). Its ONNX Runtime session uses this many threads, and the thread
+# running it is niced by SHADOW_NICE (0-19; 0: unchanged), so that on a host shared with the web
+# process the comparisons take the CPU production answers leave idle.
+SHADOW_INTRA_OP_THREADS = env.int("SHADOW_INTRA_OP_THREADS", default=1)
+SHADOW_NICE = env.int("SHADOW_NICE", default=10)
+if not 0 <= SHADOW_NICE <= 19:
+    raise ImproperlyConfigured(f"SHADOW_NICE must be between 0 and 19, not {SHADOW_NICE}")
+
 
 # --- Metrics (GET /metrics) -----------------------------------------------------------------
 def _networks(name: str, default: list[str]) -> list[str]:
@@ -349,3 +359,5 @@ ALERTS_MAX_ATTEMPTS = env.int("ALERTS_MAX_ATTEMPTS", default=5)
 # Each web process checks this often that beat and the workers still run the monitoring (the dead
 # man's switch), and delivers what is due itself; 0 switches it off.
 ALERTS_WATCHDOG_SECONDS = env.float("ALERTS_WATCHDOG_SECONDS", default=60.0)
+# After a promotion, the new version is looked at this often (seconds) against its rollback policy.
+ALERTS_WATCH_CHECK_SECONDS = env.float("ALERTS_WATCH_CHECK_SECONDS", default=10.0)

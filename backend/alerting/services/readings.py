@@ -21,7 +21,7 @@ from django_celery_results.models import TaskResult
 from backend.alerting.models import AlertRule
 from backend.monitoring.models import DriftReport
 from backend.monitoring.services.performance import window_performance
-from backend.registry.models import ModelVersion, RegisteredModel
+from backend.registry.models import Deployment, ModelVersion, RegisteredModel
 from backend.training.models import TrainingJob
 from mlops.alerting.rules import Observation
 
@@ -141,6 +141,30 @@ def _training_failed(rule: AlertRule, model: RegisteredModel, now: datetime) -> 
     )
 
 
+def _auto_rollback(rule: AlertRule, model: RegisteredModel, now: datetime) -> Observation:
+    rollbacks = list(
+        Deployment.objects.filter(
+            model=model, action=Deployment.Action.AUTO_ROLLBACK, succeeded=True, created_at__gte=now - rule.window
+        ).select_related("from_version", "to_version")[:10]
+    )
+    last = rollbacks[0] if rollbacks else None
+    return Observation(
+        model.name,
+        float(len(rollbacks)),
+        evidence={
+            "deployments": [d.pk for d in rollbacks],
+            "url": reverse("monitoring:dashboard", args=[model.name]),
+            "reason": last.reason if last else "",
+        },
+        summary=(
+            f"{model.name} was rolled back from {last.from_version.semantic_label} to "
+            f"{last.to_version.semantic_label} by itself: {last.reason}"
+            if last
+            else f"no automatic rollback of {model.name} in the last {rule.window_minutes} min"
+        ),
+    )
+
+
 def _load_failed(rule: AlertRule, model: RegisteredModel, now: datetime) -> Observation:
     version = model.production_version
     if version is None:
@@ -166,6 +190,7 @@ MODEL_READERS = {
     Kind.ACCURACY: _performance(_accuracy, "accuracy from feedback"),
     Kind.TRAINING_FAILED: _training_failed,
     Kind.LOAD_FAILED: _load_failed,
+    Kind.AUTO_ROLLBACK: _auto_rollback,
 }
 
 
