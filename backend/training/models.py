@@ -42,7 +42,17 @@ class TrainingJob(models.Model):
     # Trainer overrides over params.yaml; "data" (ingest options), "split" and "validate" are
     # taken out for the data preparation; a search job names its "target" kind and "trials".
     params = models.JSONField(default=dict, blank=True)
-    auto_promote = models.BooleanField(default=False, help_text="Promote the trained version if its smoke test passes.")
+    auto_promote = models.BooleanField(
+        default=False,
+        help_text="Promote the trained version when it beats production on the same holdout by the margin (and "
+        "passes its smoke test); otherwise it is staged for review.",
+    )
+    promote_margin = models.FloatField(
+        default=0.0, help_text="With auto_promote: how much the primary metric must beat production's by."
+    )
+    trigger = models.CharField(
+        max_length=300, blank=True, help_text="What started the job when no one did (a training policy and why)."
+    )
     # Two jobs with the same non-empty key are never queued or running at once (bootstrap_models).
     dedupe_key = models.CharField(max_length=100, blank=True)
     requested_by = models.ForeignKey(

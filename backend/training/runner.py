@@ -24,12 +24,13 @@ from django.conf import settings
 from django.db import connection
 
 from backend.core.mlops_config import mlops_config
-from backend.registry.services import promote_version, record_version
+from backend.registry.services import promote_version, record_version, stage_version
 from backend.training import jobs
 from backend.training.datasets import prepared_dataset
 from backend.training.job_requests import split_params, trainer_kind
 from backend.training.models import TrainingJob
 from mlops.exceptions import MlopsError, TrainingCancelled
+from mlops.training.compare import promotion_allowed
 from mlops.training.search import search_detector, search_tabular
 
 logger = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ def _run(job: TrainingJob, reporter: JobReporter) -> str:
     jobs.record_stage(job.pk, "registering")
     comparison = outcome.comparison.to_dict() if outcome.comparison is not None else {}
     version = record_version(outcome.version, comparison=comparison)
-    promotion_error = _promote(job, version) if job.auto_promote else ""
+    promotion_error = _promote(job, version, comparison) if job.auto_promote else ""
     jobs.finish_succeeded(
         job.pk,
         version=version,
@@ -285,10 +286,16 @@ def _train(job: TrainingJob, config, trainer_params: dict, dataset, reporter: Jo
     return result.best, result.parent_run_id, extra
 
 
-def _promote(job: TrainingJob, version) -> str:
-    """Promote the new version; a refusal (smoke test, approval policy) is recorded, not raised."""
+def _promote(job: TrainingJob, version, comparison: dict) -> str:
+    """Promote the new version when it wins against production by the job's margin, else stage it
+    for review; a refusal (smoke test, approval policy) is recorded, not raised."""
+    allowed, why = promotion_allowed(comparison, margin=job.promote_margin)
     try:
-        promote_version(version, actor=job.requested_by, reason=f"auto-promoted by training job #{job.pk}")
+        if not allowed:
+            stage_version(version)
+            logger.info("training.auto_promote_declined job=%s version=%s why=%s", job.pk, version, why)
+            return f"not promoted: {why}; staged for review"
+        promote_version(version, actor=job.requested_by, reason=f"auto-promoted by training job #{job.pk}: {why}")
     except MlopsError as exc:
         logger.warning("training.auto_promote_refused job=%s version=%s error=%s", job.pk, version, exc.message)
         return f"{exc.code}: {exc.message}"

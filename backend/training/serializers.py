@@ -36,6 +36,8 @@ class TrainingJobSerializer(serializers.ModelSerializer):
             "dataset",
             "params",
             "auto_promote",
+            "promote_margin",
+            "trigger",
             "status",
             "stage",
             "cancel_requested",
@@ -100,7 +102,13 @@ class TrainingJobStartSerializer(serializers.Serializer):
         help_text='Trainer overrides over params.yaml, e.g. {"epochs": 5, "imgsz": 320}; "data" holds ingest '
         'options, "split" the split ratios; a search takes "target" (detection|tabular) and "trials".',
     )
-    auto_promote = serializers.BooleanField(required=False, default=False)
+    auto_promote = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Promote the new version when it beats production on the same holdout by promote_margin; "
+        "otherwise it is staged for review.",
+    )
+    promote_margin = serializers.FloatField(required=False, default=0.0, min_value=-1.0, max_value=1.0)
 
     def validate(self, attrs: dict) -> dict:
         problems = check_job_request(

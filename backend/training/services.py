@@ -49,8 +49,10 @@ def start_job(
     dataset: str = "",
     params: dict | None = None,
     auto_promote: bool = False,
+    promote_margin: float = 0.0,
     user=None,
     dedupe_key: str = "",
+    trigger: str = "",
 ) -> TrainingJob:
     """Create a queued job and send it to the training queue once the row is committed.
 
@@ -67,7 +69,9 @@ def start_job(
                 dataset=dataset or DEFAULT_DATASETS[target],
                 params=params,
                 auto_promote=auto_promote,
+                promote_margin=promote_margin,
                 dedupe_key=dedupe_key,
+                trigger=trigger[:300],
                 requested_by=user if user is not None and user.is_authenticated else None,
                 stage="queued",
             )

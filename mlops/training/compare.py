@@ -92,3 +92,22 @@ def record_comparison(registry: MlflowModelRegistry, comparison: VersionComparis
     payload = comparison.to_dict()
     registry.client.set_model_version_tag(name, str(comparison.candidate_version), TAG_COMPARISON, json.dumps(payload))
     registry.client.log_dict(run_id, payload, "comparison.json")
+
+
+def promotion_allowed(comparison: dict, *, margin: float = 0.0) -> tuple[bool, str]:
+    """May a trained version replace production by itself? Only when it wins on the same holdout.
+
+    Nothing in production: yes. Otherwise the primary metric (higher is better) must beat
+    production's by at least `margin`; a comparison that could not be made never promotes.
+    """
+    verdict = comparison.get("verdict")
+    if verdict == "no_baseline":
+        return True, "nothing in production to compare with"
+    metric = comparison.get("primary_metric", "")
+    delta = (comparison.get("deltas") or {}).get(metric)
+    if verdict not in ("better", "equal", "worse") or delta is None:
+        reason = comparison.get("reason") or "no comparison with production"
+        return False, f"not comparable with production ({reason})"
+    if delta >= margin:
+        return True, f"{metric} {delta:+.4f} against production (margin {margin:+.4f})"
+    return False, f"{metric} {delta:+.4f} against production, short of the margin {margin:+.4f}"
