@@ -5,7 +5,16 @@ from django.core.exceptions import ValidationError
 from django.forms import ModelForm
 from django.utils.html import format_html
 
-from backend.alerting.models import Alert, AlertRule, Channel, DeploymentWatch, Notification, RollbackPolicy, Silence
+from backend.alerting.models import (
+    Alert,
+    AlertRule,
+    Channel,
+    DeploymentWatch,
+    Notification,
+    RollbackPolicy,
+    Silence,
+    TrainingPolicy,
+)
 from backend.alerting.services import evaluation, outbox
 from backend.alerting.tasks import evaluate_rules
 from mlops.alerting.channels import channel_class
@@ -170,3 +179,11 @@ class DeploymentWatchAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(TrainingPolicy)
+class TrainingPolicyAdmin(admin.ModelAdmin):
+    list_display = ["model", "enabled", "on_drift", "feedback_samples", "every_hours", "on_performance_drop",
+                    "auto_promote", "promote_margin", "last_triggered_at", "last_outcome"]  # fmt: skip
+    list_editable = ["enabled"]
+    readonly_fields = ["last_triggered_at", "last_job", "last_outcome"]

@@ -84,6 +84,7 @@ class AlertRule(models.Model):
         ACCURACY = "accuracy", "accuracy from feedback"
         TRAINING_FAILED = "training_failed", "training jobs failed"
         AUTO_ROLLBACK = "auto_rollback", "automatic rollbacks"
+        REVIEW = "review", "retrained versions waiting for review"
         LOAD_FAILED = "load_failed", "production version failed to load (1 or 0)"
         DISK_FREE = "disk_free", "free disk space under var/ and media (%)"
         MONITOR_STOPPED = "monitor_stopped", "minutes since the monitor last ran"
@@ -360,3 +361,39 @@ class DeploymentWatch(models.Model):
 
     def __str__(self) -> str:
         return f"watch of {self.deployment.to_version} ({self.state})"
+
+
+class TrainingPolicy(models.Model):
+    """Continuous training of one model: what starts a retraining, with what, and whether the result
+    may replace production by itself (only when it beats it on the same holdout by the margin)."""
+
+    model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="training_policy")
+    enabled = models.BooleanField(default=True)
+    on_drift = models.BooleanField(default=True, help_text="Retrain when a drift check flags drift.")
+    feedback_samples = models.PositiveIntegerField(
+        default=0, help_text="Retrain once this many new feedback verdicts came in since the last one (0: off)."
+    )
+    every_hours = models.PositiveIntegerField(default=0, help_text="Retrain on a schedule, every N hours (0: off).")
+    on_performance_drop = models.BooleanField(
+        default=False, help_text="Retrain when an accuracy, confidence or error-rate alert fires for the model."
+    )
+    dataset = models.CharField(max_length=500, blank=True, help_text="Blank: the kind's default dataset.")
+    params = models.JSONField(default=dict, blank=True, help_text="Trainer overrides, as for a training job.")
+    auto_promote = models.BooleanField(
+        default=True, help_text="Promote the new version when it wins by the margin; otherwise stage it for review."
+    )
+    promote_margin = models.FloatField(
+        default=0.0, help_text="How much the primary metric must beat production's by, on the same holdout."
+    )
+    quiet_hours = models.FloatField(default=6.0, help_text="At least this long between two retrainings.")
+    last_triggered_at = models.DateTimeField(null=True, blank=True)
+    last_job = models.ForeignKey(
+        "training.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_outcome = models.TextField(blank=True, help_text="What the latest trigger did, or why it did nothing.")
+
+    class Meta:
+        verbose_name_plural = "training policies"
+
+    def __str__(self) -> str:
+        return f"training policy of {self.model.name}"

@@ -10,7 +10,13 @@ from django.dispatch import receiver
 from kombu.exceptions import OperationalError
 
 from backend.alerting.models import AlertRule, Channel
-from backend.alerting.tasks import evaluate_rules, publish_promotion_requested, publish_version_event, start_watch
+from backend.alerting.tasks import (
+    evaluate_rules,
+    publish_promotion_requested,
+    publish_version_event,
+    retrain,
+    start_watch,
+)
 from backend.monitoring.signals import drift_detected
 from backend.registry.models import Deployment
 from backend.registry.signals import promotion_requested, version_promoted, version_registered, version_staged
@@ -31,6 +37,7 @@ def enqueue(task, **kwargs) -> None:
 @receiver(drift_detected, dispatch_uid="alerting.on_drift_detected")
 def on_drift_detected(sender, report, **kwargs):
     enqueue(evaluate_rules, kinds=[Kind.DRIFT], model_name=report.model.name)
+    enqueue(retrain, model_name=report.model.name, cause="drift", detail=f"drift report #{report.pk}")
 
 
 @receiver(training_job_failed, dispatch_uid="alerting.on_training_job_failed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from backend.alerting.services import evaluation, events, outbox, rollback
+from backend.alerting.services import evaluation, events, outbox, retraining, rollback
 
 
 # Beat, every minute, and from the apps' signals (narrowed to a kind and a model). No retries:
@@ -56,3 +56,16 @@ def check_watch(*, watch_id: int) -> str:
 @shared_task(name="alerting.check_watches")
 def check_watches() -> dict:
     return rollback.check_watches()
+
+
+# From drift_detected and from performance alerts: the model's training policy decides.
+@shared_task(name="alerting.retrain")
+def retrain(*, model_name: str, cause: str, detail: str = "") -> int | None:
+    job = retraining.retrain(model_name, cause=cause, detail=detail)
+    return job.pk if job else None
+
+
+# Beat, every five minutes: the policies' schedule and feedback triggers.
+@shared_task(name="alerting.run_training_policies")
+def run_training_policies() -> list[int]:
+    return retraining.run_policies()

@@ -18,11 +18,15 @@ from django.utils import timezone
 from backend.alerting.models import Alert, AlertRule
 from backend.alerting.services import outbox
 from backend.alerting.services.readings import observe
+from backend.core.queue import send_task
 from backend.registry.models import RegisteredModel
 from mlops.alerting.rules import Action, AlertState, Observation, OpenAlert, decide, opening_state
 from mlops.exceptions import MlopsError
 
 logger = logging.getLogger(__name__)
+
+RETRAIN_TASK = "alerting.retrain"
+PERFORMANCE_KINDS = (AlertRule.Kind.ACCURACY, AlertRule.Kind.CONFIDENCE, AlertRule.Kind.ERROR_RATE)
 
 
 @dataclass
@@ -133,6 +137,10 @@ def _apply_locked(rule: AlertRule, observation: Observation, now: datetime) -> t
     if decision.notify:
         event = "alert.resolved" if decision.action == Action.RESOLVE else "alert.firing"
         outbox.notify_alert(alert, event)
+        if event == "alert.firing" and rule.kind in PERFORMANCE_KINDS and alert.scope:
+            # The model's training policy may answer a performance drop with a retraining.
+            kwargs = {"model_name": alert.scope, "cause": "performance drop", "detail": f"alert #{alert.pk}"}
+            transaction.on_commit(lambda: send_task(RETRAIN_TASK, kwargs=kwargs))
     if decision.action != Action.UPDATE:
         logger.info(
             "alerting.%s rule=%s scope=%s alert=%s value=%s",

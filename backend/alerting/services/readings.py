@@ -165,6 +165,37 @@ def _auto_rollback(rule: AlertRule, model: RegisteredModel, now: datetime) -> Ob
     )
 
 
+def _review(rule: AlertRule, model: RegisteredModel, now: datetime) -> Observation:
+    """Versions a training job staged instead of promoting (they did not win by the margin)."""
+    waiting = list(
+        TrainingJob.objects.filter(
+            model_name=model.name,
+            status=TrainingJob.Status.SUCCEEDED,
+            auto_promote=True,
+            promotion_error__startswith="not promoted",
+            model_version__status=ModelVersion.Status.STAGING,
+        )
+        .select_related("model_version")
+        .order_by("-finished_at")[:10]
+    )
+    last = waiting[0] if waiting else None
+    return Observation(
+        model.name,
+        float(len(waiting)),
+        evidence={
+            "jobs": [job.pk for job in waiting],
+            "versions": [job.model_version.version for job in waiting],
+            "comparison": last.comparison if last else {},
+        },
+        summary=(
+            f"{model.name} {last.model_version.semantic_label} (training job #{last.pk}) waits for review: "
+            f"{last.promotion_error}"
+            if last
+            else f"no retrained version of {model.name} waits for review"
+        ),
+    )
+
+
 def _load_failed(rule: AlertRule, model: RegisteredModel, now: datetime) -> Observation:
     version = model.production_version
     if version is None:
@@ -191,6 +222,7 @@ MODEL_READERS = {
     Kind.TRAINING_FAILED: _training_failed,
     Kind.LOAD_FAILED: _load_failed,
     Kind.AUTO_ROLLBACK: _auto_rollback,
+    Kind.REVIEW: _review,
 }
 
 
