@@ -202,6 +202,17 @@ def serve_tabular(model_files, unique_name, settings):
     return serve
 
 
+@pytest.fixture
+def eager():
+    """Tasks run in this process when sent (at commit), not on a worker that may be running for other tests."""
+    from backend import celery_app
+
+    before = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = before
+
+
 @pytest.fixture(scope="session")
 def breast_cancer():
     """scikit-learn's bundled breast-cancer table, features only: the tabular model's world."""

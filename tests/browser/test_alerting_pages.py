@@ -14,17 +14,6 @@ from tests.factories import UserFactory
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def eager():
-    """Deliveries run in this process at commit, not on a worker that may be running for other tests."""
-    from backend import celery_app
-
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = before
-
-
 def test_an_operator_opens_an_alert_and_its_drift_report_and_acknowledges_it(
     live_server, browser, serve_tabular, model_files, screenshot_dir, eager
 ):

@@ -30,17 +30,6 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def eager():
-    """Deliveries run in this process at commit (tests that call the outbox themselves), not on a worker
-    that may be running for other tests."""
-    from backend import celery_app
-
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
-
-
-@pytest.fixture
 def smtp_server():
     """A real SMTP server (aiosmtpd) on 127.0.0.1 keeping what it receives."""
     from aiosmtpd.controller import Controller
@@ -312,3 +301,22 @@ def test_the_watchdog_reports_a_dead_beat_without_beat_or_a_worker(webhook):
     (body,) = received_events(webhook, monitor)
     assert body["event"] == "alert.firing" and body["severity"] == "critical"
     assert Alert.objects.get(rule=monitor).value >= 30
+
+
+def test_long_windows_read_the_roll_ups(register_tabular, eager):
+    from backend.monitoring.models import PerformanceBucket
+    from backend.registry.services import promote_version
+
+    version = register_tabular(0)
+    promote_version(version)
+    accuracy = rule("accuracy", "<", 0.7, window_minutes=24 * 60, min_samples=20)
+    minute = timezone.now().replace(second=0, microsecond=0)
+    for hours, correct in ((20, 9), (2, 3)):  # 12 of 30 verdicts correct over the day: 40%
+        PerformanceBucket.objects.create(
+            model=version.model, version=version, seconds=60, start=minute - timedelta(hours=hours),
+            requests=50, predictions=50, feedback=15, feedback_correct=correct,
+        )  # fmt: skip
+    evaluate_rules(kinds=["accuracy"])
+    alert = Alert.objects.get(rule=accuracy)
+    assert alert.state == Alert.State.FIRING and alert.value == 0.4
+    assert "30 samples" in alert.summary
