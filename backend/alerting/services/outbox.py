@@ -187,7 +187,10 @@ def deliver(notification_id: int) -> str | None:
         logger.info("alerting.delivered notification=%s channel=%s attempt=%s", row.pk, row.channel.name, row.attempts)
     Notification.objects.filter(pk=row.pk, status=Notification.Status.SENDING, claimed_at=now).update(**changes)
     if changes["status"] == Notification.Status.PENDING:
-        send_task(DELIVER_TASK, kwargs={"notification_id": row.pk}, countdown=backoff(row.attempts).total_seconds())
+        try:
+            send_task(DELIVER_TASK, kwargs={"notification_id": row.pk}, countdown=backoff(row.attempts).total_seconds())
+        except Exception:  # the broker is down: the minute's sweep (or the web's watchdog) retries the row
+            logger.warning("alerting.retry_not_queued notification=%s", row.pk, exc_info=True)
     return changes["status"]
 
 
