@@ -140,7 +140,7 @@ def _apply_locked(rule: AlertRule, observation: Observation, now: datetime) -> t
         if event == "alert.firing" and rule.kind in PERFORMANCE_KINDS and alert.scope:
             # The model's training policy may answer a performance drop with a retraining.
             kwargs = {"model_name": alert.scope, "cause": "performance drop", "detail": f"alert #{alert.pk}"}
-            transaction.on_commit(lambda: send_task(RETRAIN_TASK, kwargs=kwargs))
+            transaction.on_commit(lambda: send_task(RETRAIN_TASK, kwargs=kwargs), robust=True)
     if decision.action != Action.UPDATE:
         logger.info(
             "alerting.%s rule=%s scope=%s alert=%s value=%s",

@@ -122,7 +122,9 @@ def _queue(channel: Channel, message: Message, *, alert: Alert | None = None, su
         error=f"muted by {suppressed_by}" if suppressed_by else "",
     )
     if not suppressed_by:
-        transaction.on_commit(lambda: send_task(DELIVER_TASK, kwargs={"notification_id": row.pk}))
+        # robust: with the broker down the row waits for the sweep (or the watchdog) instead of failing
+        # the evaluation that queued it.
+        transaction.on_commit(lambda: send_task(DELIVER_TASK, kwargs={"notification_id": row.pk}), robust=True)
     return row
 
 
