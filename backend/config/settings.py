@@ -302,8 +302,11 @@ SERVING_ONNX_SPINNING = env.bool("SERVING_ONNX_SPINNING", default=True)
 SERVING_CONCURRENT_PREDICTIONS = env.int("SERVING_CONCURRENT_PREDICTIONS", default=1)
 # Stored upload images older than this are deleted (the prediction rows stay).
 PREDICTION_IMAGE_RETENTION_DAYS = env.int("PREDICTION_IMAGE_RETENTION_DAYS", default=30)
-# Anonymous callers of the prediction endpoints are throttled to this rate.
+# Callers of the prediction endpoints are throttled: anonymous ones per client address, signed-in
+# ones per user; while the cache (Redis) is down each web process counts alone at the fallback rate.
 API_ANON_RATE = env.str("API_ANON_RATE", default="120/min")
+API_USER_RATE = env.str("API_USER_RATE", default="1200/min")
+API_FALLBACK_RATE = env.str("API_FALLBACK_RATE", default="60/min")
 
 # --- Shadow mode (monitoring) ---------------------------------------------------------------
 # A model's staging version answers a sample of live predictions again on the monitoring worker
@@ -332,6 +335,9 @@ def _networks(name: str, default: list[str]) -> list[str]:
 # header) from one of these networks, or carries `Authorization: Bearer <METRICS_TOKEN>`.
 METRICS_ALLOW = _networks("METRICS_ALLOW", default=["127.0.0.0/8", "::1"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The reverse proxies in front of the app: only a request from one of them has its X-Forwarded-For
+# believed (rate limits and logs then see the client behind it). Empty: no forwarded header counts.
+API_TRUSTED_PROXIES = _networks("API_TRUSTED_PROXIES", default=[])
 
 # --- Training -------------------------------------------------------------------------------
 # Datasets prepared for training jobs (ingested, validated, split) live here.

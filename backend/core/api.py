@@ -1,13 +1,12 @@
 """GET /health for load balancers and operators; GET /metrics for Prometheus."""
 
 import hmac
-import ipaddress
-from functools import lru_cache
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
+from backend.core.clients import in_networks, parse_address
 from backend.core.errors import error_body
 from backend.core.health import service_states
 from backend.core.metrics import CONTENT_TYPE, exposition
@@ -44,14 +43,5 @@ def _has_token(request) -> bool:
 def _from_allowed_network(request) -> bool:
     if any(header in request.headers for header in PROXY_HEADERS):
         return False
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    address = getattr(address, "ipv4_mapped", None) or address  # ::ffff:127.0.0.1 on a dual-stack socket
-    return any(address in network for network in _networks(tuple(settings.METRICS_ALLOW)))
-
-
-@lru_cache(maxsize=8)
-def _networks(allowed: tuple[str, ...]) -> tuple:
-    return tuple(ipaddress.ip_network(network, strict=False) for network in allowed)
+    address = parse_address(request.META.get("REMOTE_ADDR", ""))
+    return address is not None and in_networks(address, settings.METRICS_ALLOW)

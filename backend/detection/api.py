@@ -38,7 +38,7 @@ from backend.detection.services import batches, detect, feedback, pictures
 from backend.serving.api import TimedView
 from backend.serving.serializers import ModelInfoSerializer
 from backend.serving.services import Requester, model_info
-from backend.serving.throttling import AnonPredictionThrottle
+from backend.serving.throttling import PredictionThrottle
 
 ERRORS = {
     400: OpenApiResponse(ErrorResponseSerializer, description="Invalid input; the body names the field."),
@@ -128,7 +128,7 @@ class UploadListCreate(TimedView):
     prediction_kind = "detection"
 
     def get_throttles(self):
-        return [AnonPredictionThrottle()] if self.request.method == "POST" else []
+        return [PredictionThrottle()] if self.request.method == "POST" else []
 
     def own_page(self, queryset, serializer_class) -> Response:
         """One page of `queryset`, newest first, restricted to the caller's rows unless staff."""
@@ -230,7 +230,7 @@ class DetectionFeedback(APIView):
     """Say whether a detection (or one of its boxes) was right; wrong boxes may name their right class."""
 
     permission_classes = [AllowAny]
-    throttle_classes = [AnonPredictionThrottle]
+    throttle_classes = [PredictionThrottle]
 
     @extend_schema(
         request=FeedbackRequestSerializer,
@@ -338,7 +338,7 @@ class CompatPredict(TimedView):
     """POST /predict: multipart field `file`; the same JSON as POST /api/v1/detections/ (status 200)."""
 
     permission_classes = [AllowAny]
-    throttle_classes = [AnonPredictionThrottle]
+    throttle_classes = [PredictionThrottle]
     parser_classes = [MultiPartParser]
     prediction_kind = "detection"
 

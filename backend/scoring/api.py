@@ -10,14 +10,14 @@ from backend.scoring import services
 from backend.scoring.serializers import ScoreRequestSerializer, ScoreResponseSerializer
 from backend.serving.api import TimedView
 from backend.serving.services import Requester
-from backend.serving.throttling import AnonPredictionThrottle
+from backend.serving.throttling import PredictionThrottle
 
 
 class TabularPredictions(TimedView):
     """Score records with the production version of a tabular model."""
 
     permission_classes = [AllowAny]
-    throttle_classes = [AnonPredictionThrottle]
+    throttle_classes = [PredictionThrottle]
     prediction_kind = "tabular"
 
     @extend_schema(

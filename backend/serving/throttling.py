@@ -1,9 +1,17 @@
-"""The anonymous rate limit of the prediction endpoints: one counter per client address, shared
-by every web process through the cache."""
+"""The rate limits of the prediction endpoints: per client address for anonymous callers
+(API_ANON_RATE), per user for signed-in ones (API_USER_RATE), shared by every web process
+through the cache.
+
+The client's address comes from backend.core.clients (forwarded headers count only from trusted
+proxies, so a forged X-Forwarded-For is not a fresh identity). When the cache does not answer,
+each process keeps its own counters at API_FALLBACK_RATE: a deliberate, smaller limit rather
+than none, since nothing shared can be counted while the cache is down.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from django.conf import settings
@@ -11,6 +19,7 @@ from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 from backend.core.adapters.django import redis_client
+from backend.core.clients import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -23,26 +32,26 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), _PERIODS[period[:1]]
 
 
-class AnonPredictionThrottle(BaseThrottle):
-    """Anonymous callers of the prediction endpoints, limited to API_ANON_RATE per client address.
-
-    A fixed-window counter in the shared cache: one atomic INCR (with its expiry) per request, the
-    same count in every web process. Signed-in users are not throttled.
-    """
+class PredictionThrottle(BaseThrottle):
+    """A fixed-window counter per caller: one atomic INCR (with its expiry) per request in the
+    shared cache, the same count in every web process."""
 
     def allow_request(self, request, view) -> bool:
-        if request.user and request.user.is_authenticated:
-            return True
-        limit, period = parse_rate(settings.API_ANON_RATE)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            identity, rate = f"user:{user.pk}", settings.API_USER_RATE
+        else:
+            identity, rate = f"anon:{client_address(request)}", settings.API_ANON_RATE
+        limit, period = parse_rate(rate)
         now = time.time()
         window = int(now // period)
         self.wait_seconds = (window + 1) * period - now
-        key = f"throttle:anon-predictions:{self.get_ident(request)}:{period}:{window}"
+        key = f"throttle:predictions:{identity}:{period}:{window}"
         try:
             count = _increment(key, period + 1)
         except Exception:  # noqa: BLE001  (a cache outage must not take the prediction API down with it)
-            logger.warning("throttle.cache_unavailable key=%s", key)
-            return True
+            logger.warning("throttle.cache_unavailable key=%s: per-process fallback limit", key)
+            return _fallback.allow(identity, now)
         return count <= limit
 
     def wait(self) -> float | None:
@@ -60,3 +69,24 @@ def _increment(key: str, timeout: int) -> int:
     pipe.incr(name)
     pipe.expire(name, timeout, nx=True)
     return int(pipe.execute()[0])
+
+
+class _ProcessCounters:
+    """The fallback while the cache is down: fixed windows counted in this process only."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._window = None
+        self._counts: dict[str, int] = {}
+
+    def allow(self, identity: str, now: float) -> bool:
+        limit, period = parse_rate(settings.API_FALLBACK_RATE)
+        window = (period, int(now // period))
+        with self._lock:
+            if window != self._window:
+                self._window, self._counts = window, {}
+            self._counts[identity] = self._counts.get(identity, 0) + 1
+            return self._counts[identity] <= limit
+
+
+_fallback = _ProcessCounters()
