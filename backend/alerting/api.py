@@ -26,7 +26,7 @@ def _choice(params, name: str, choices: list[str]) -> str | None:
 
 def _number(params, name: str) -> int | None:
     value = params.get(name)
-    if value is not None and not value.isdigit():
+    if value is not None and not value.isdecimal():
         raise serializers.ValidationError({name: ["Must be a whole number."]})
     return None if value is None else int(value)
 

@@ -167,7 +167,10 @@ class _SchemaScorer:
 def _checked_value(index: int, feature: Feature, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise _invalid(index, feature.name, "not_a_number", f"must be a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits: no float holds it
+        raise _invalid(index, feature.name, "out_of_range", "is too large") from None
     if not math.isfinite(number):
         raise _invalid(index, feature.name, "not_finite", "must be a finite number (no NaN or infinity)")
     if abs(number) > FLOAT32_MAX:

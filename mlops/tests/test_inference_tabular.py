@@ -127,8 +127,9 @@ def test_validate_builds_float32_in_schema_order(tabular, scorer):
         (lambda r: r.update({"mean area": float("nan")}), "mean area", "not_finite"),
         (lambda r: r.update({"worst area": float("inf")}), "worst area", "not_finite"),
         (lambda r: r.update({"worst area": 1e300}), "worst area", "out_of_range"),
+        (lambda r: r.update({"worst area": 10**400}), "worst area", "out_of_range"),
     ],
-    ids=["unknown", "missing", "string", "null", "bool", "nan", "inf", "overflow"],
+    ids=["unknown", "missing", "string", "null", "bool", "nan", "inf", "overflow", "huge-int"],
 )
 def test_bad_records_name_the_record_and_field(tabular, scorer, change, field, problem):
     good = records_of(tabular, tabular.features[:3])

@@ -60,7 +60,8 @@ def record_feedback(
 
 def _resolve_class(detection: Detection, value: int | str) -> tuple[int, str]:
     names = detection.class_names()
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+    # isdecimal, not isdigit: "²" is a digit to Python but not a number int() reads.
+    if isinstance(value, int) or (isinstance(value, str) and value.isdecimal()):
         index = int(value)
         if 0 <= index < len(names):
             return index, names[index]

@@ -272,8 +272,9 @@ def test_feedback_on_image_and_boxes(serve_trained, trained_detector):
 
     out_of_range = client.post(url, {"verdict": "wrong", "box_index": 99}, format="json")
     assert out_of_range.status_code == 400 and out_of_range.json()["error"]["details"]["field"] == "box_index"
-    unknown = client.post(url, {"verdict": "wrong", "box_index": 0, "correct_class": "hexagon"}, format="json")
-    assert unknown.status_code == 400 and unknown.json()["error"]["details"]["field"] == "correct_class"
+    for strange in ("hexagon", "²", "٣", "-1"):  # a superscript passes isdigit() but not int()
+        unknown = client.post(url, {"verdict": "wrong", "box_index": 0, "correct_class": strange}, format="json")
+        assert unknown.status_code == 400 and unknown.json()["error"]["details"]["field"] == "correct_class"
     on_image = client.post(url, {"verdict": "correct", "correct_class": "circle"}, format="json")
     assert on_image.status_code == 400
     assert client.post(url, {"verdict": "maybe"}, format="json").json()["error"]["fields"]["verdict"]
