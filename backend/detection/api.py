@@ -14,13 +14,13 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.core.pagination import Pagination
 from backend.core.responses import after_response
 from backend.core.serializers import ErrorResponseSerializer
 from backend.detection.models import Batch, Detection, Source
@@ -134,7 +134,7 @@ class UploadListCreate(TimedView):
         """One page of `queryset`, newest first, restricted to the caller's rows unless staff."""
         if not self.request.user.is_staff:
             queryset = queryset.filter(user=self.request.user)
-        paginator = LimitOffsetPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(queryset.order_by("-created_at"), self.request, view=self)
         return paginator.get_paginated_response(serializer_class(page, many=True).data)
 

@@ -58,3 +58,16 @@ def test_malformed_json_is_a_json_400(admin_client):
     response = admin_client.post("/api/v1/models/", data="{not json", content_type="application/json")
     assert response.status_code in (400, 405)
     assert "error" in response.json()
+
+
+@pytest.mark.django_db
+def test_a_huge_page_limit_is_capped_not_a_server_error(admin_api):
+    from tests.factories import TrainingJobFactory
+
+    TrainingJobFactory.create_batch(3, model_name="paged")
+    for url in ("/api/v1/training-jobs/", "/api/v1/detections/", "/api/v1/alerts/"):
+        for limit in (str(10**30), "-5", "many"):
+            response = admin_api.get(url, {"limit": limit})
+            assert response.status_code == 200, (url, limit, response.content[:200])
+    page = admin_api.get("/api/v1/training-jobs/", {"limit": str(10**30)}).json()
+    assert page["count"] == 3 and len(page["results"]) == 3
