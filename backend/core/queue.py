@@ -4,6 +4,7 @@ A service never imports its app's tasks (the tasks import the services), so it s
 its registered name; CELERY_TASK_ROUTES picks the queue from that name. With
 CELERY_TASK_ALWAYS_EAGER (debugging) the task runs here and now, as `apply_async` would; a task
 asked for later (`countdown`) is then not run at all, and is left to whatever sweeps for it.
+`expires` (seconds) lets a worker drop a message that waited longer than it is worth (a sample).
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ from celery.result import AsyncResult
 
 
 def send_task(
-    name: str, *, kwargs: dict, task_id: str | None = None, countdown: float | None = None
+    name: str,
+    *,
+    kwargs: dict,
+    task_id: str | None = None,
+    countdown: float | None = None,
+    expires: float | None = None,
 ) -> AsyncResult | None:
     if current_app.conf.task_always_eager:
         if countdown:
             return None
+        if name not in current_app.tasks:
+            current_app.loader.import_default_modules()  # every app's tasks module (a worker does it at start)
         return current_app.tasks[name].apply(kwargs=kwargs, task_id=task_id)
-    return current_app.send_task(name, kwargs=kwargs, task_id=task_id, countdown=countdown)
+    return current_app.send_task(name, kwargs=kwargs, task_id=task_id, countdown=countdown, expires=expires)

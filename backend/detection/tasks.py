@@ -20,3 +20,9 @@ def run_batch(*, batch_id: str) -> dict:
 @shared_task(name="detection.purge_old_images")
 def purge_old_images() -> int:
     return retention.purge_old_images()
+
+
+# Beat, every ten minutes: batches whose message was lost are sent again, stalled ones failed.
+@shared_task(name="detection.reap_stale_batches")
+def reap_stale_batches() -> dict:
+    return batches.reap_stale_batches()

@@ -25,6 +25,25 @@ _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _WHITE = (255, 255, 255)
 
 
+# The formats uploads may be in: Pillow opens nothing else (no EPS, which runs Ghostscript, no PSD,
+# no formats added by plugins).
+ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+
+
+def image_format(data: bytes) -> str:
+    """The format named by the bytes' header (one of ACCEPTED_FORMATS), without decoding a pixel."""
+    try:
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+            return image.format
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
+        accepted = ", ".join(ACCEPTED_FORMATS)
+        raise InvalidInput(
+            f"The file is not an image we read (accepted: {accepted}).",
+            code="invalid_image",
+            details={"problem": "unreadable", "accepted": list(ACCEPTED_FORMATS)},
+        ) from exc
+
+
 def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> Image.Image:
     """Decode image bytes into an RGB Pillow image, refusing oversized images from their header.
 
@@ -38,7 +57,7 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int) -> Image.Image:
         # Our caps are the limit; Pillow's own bomb warning would only add noise below its error.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
         except Image.DecompressionBombError as exc:
             raise InputTooLarge(str(exc), code="image_too_large", details={"problem": "decompression_bomb"}) from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
