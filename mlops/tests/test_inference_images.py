@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from mlops.exceptions import InputTooLarge, InvalidInput
-from mlops.inference.images import decode_image
+from mlops.inference.images import decode_image, image_format
 
 CAPS = {"max_pixels": 40_000_000, "max_side": 12_000}
 
@@ -65,7 +65,7 @@ def test_refusing_the_bomb_costs_no_memory():
 import resource, sys
 sys.path.insert(0, {str(__import__("pathlib").Path(__file__).resolve().parents[2])!r})
 from mlops.tests.test_inference_images import bomb_png
-from mlops.inference.images import decode_image
+from mlops.inference.images import decode_image, image_format
 from mlops.exceptions import InputTooLarge
 data = bomb_png()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -194,3 +194,20 @@ def test_grayscale_becomes_three_equal_channels(mode):
     assert (pixels[..., 0] == pixels[..., 2]).all()
     if mode == "L":
         assert (pixels[..., 0] == gray).all()
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "PPM", "ICO"])
+def test_only_the_formats_we_take_are_opened(fmt):
+    """Pillow reads these (EPS by running Ghostscript); uploads in them are refused, not opened."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buffer, format=fmt)
+    with pytest.raises(InvalidInput) as raised:
+        decode_image(buffer.getvalue(), max_pixels=10_000, max_side=100)
+    assert raised.value.code == "invalid_image"
+    assert image_format(_png()) == "PNG"
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="PNG")
+    return buffer.getvalue()
