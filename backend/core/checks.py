@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.checks import Warning, register
 
-from mlops.registry.health import check_store
+from mlops.registry.health import check_store, redact_uri
 
 
 @register()
@@ -15,7 +15,7 @@ def mlflow_store_check(app_configs, **kwargs):
         return []
     return [
         Warning(
-            f"MLflow store at {settings.MLFLOW_TRACKING_URI} does not answer: {detail}",
+            f"MLflow store at {redact_uri(settings.MLFLOW_TRACKING_URI)} does not answer: {detail}",
             hint="Start the tracking server or fix MLFLOW_TRACKING_URI.",
             id="core.W001",
         )

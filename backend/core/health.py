@@ -9,7 +9,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from mlops.registry.health import check_store
+from mlops.registry.health import check_store, scrub
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,14 @@ def _timed(check) -> ServiceState:
         ok, detail = check()
     except Exception as exc:  # noqa: BLE001  (a health check reports every failure as "down")
         ok, detail = False, f"{type(exc).__name__}: {exc}"
+    # /health is open to load balancers: no password of ours ever appears in what it says.
+    detail = scrub(detail, settings.REDIS_URL, settings.MLFLOW_TRACKING_URI, _database_url())
     return ServiceState(ok, detail, round((time.perf_counter() - started) * 1000, 2))
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    return f"db://{db.get('USER') or ''}:{db.get('PASSWORD') or ''}@host" if db.get("PASSWORD") else ""
 
 
 def _database() -> tuple[bool, str]:

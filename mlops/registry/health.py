@@ -7,20 +7,50 @@ falls back to MLflow's client for other schemes.
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with its password replaced by ***: what logs, checks and /health may show."""
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def scrub(text: str, *uris: str) -> str:
+    """`text` with the passwords of `uris` (raw and percent-decoded) blanked out, wherever they appear."""
+    for uri in uris:
+        password = urlsplit(uri).password if uri else None
+        if password:
+            for secret in {password, unquote(password)}:
+                text = text.replace(secret, "***")
+    return text
 
 
 def check_store(tracking_uri: str, timeout: float = 2.0) -> tuple[bool, str]:
-    """Return (ok, detail) for the MLflow tracking/registry store at `tracking_uri`."""
+    """Return (ok, detail) for the MLflow tracking/registry store at `tracking_uri`; the detail never
+    holds the URI's password."""
+    ok, detail = _check_store(tracking_uri, timeout)
+    return ok, scrub(detail, tracking_uri)
+
+
+def _check_store(tracking_uri: str, timeout: float) -> tuple[bool, str]:
     scheme = urlparse(tracking_uri).scheme
     try:
         if scheme == "sqlite":
             return _check_sqlite(tracking_uri, timeout)
         if scheme in ("http", "https"):
-            with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout) as response:
+            with urllib.request.urlopen(_health_request(tracking_uri), timeout=timeout) as response:
                 return response.status == 200, f"HTTP {response.status}"
         from mlflow import MlflowClient
 
@@ -41,3 +71,16 @@ def _check_sqlite(uri: str, timeout: float) -> tuple[bool, str]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout) as conn:
         conn.execute("SELECT 1").fetchone()
     return True, "ok"
+
+
+def _health_request(tracking_uri: str) -> urllib.request.Request:
+    """GET <server>/health, with the URI's credentials as Basic auth rather than in the URL."""
+    parts = urlsplit(tracking_uri)
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    url = urlunsplit(parts._replace(netloc=netloc, path=parts.path.rstrip("/") + "/health"))
+    request = urllib.request.Request(url)
+    if parts.username:
+        token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    return request

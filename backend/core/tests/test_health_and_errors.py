@@ -41,7 +41,8 @@ def test_unknown_url_answers_json_404(client):
 
 def test_api_requires_authentication_with_json_body(client):
     response = client.get("/api/v1/models/")
-    assert response.status_code in (401, 403)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
     assert response.json()["error"]["code"] == "not_authenticated"
 
 
@@ -71,3 +72,22 @@ def test_a_huge_page_limit_is_capped_not_a_server_error(admin_api):
             assert response.status_code == 200, (url, limit, response.content[:200])
     page = admin_api.get("/api/v1/training-jobs/", {"limit": str(10**30)}).json()
     assert page["count"] == 3 and len(page["results"]) == 3
+
+
+def test_health_and_checks_never_show_a_password(client, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    secret = "s3cr3t-Pw"
+    port = free_port()
+    with override_settings(
+        MLFLOW_TRACKING_URI=f"http://modelyard:{secret}@127.0.0.1:{port}",
+        REDIS_URL=f"redis://:{secret}@127.0.0.1:{free_port()}/0",
+    ):
+        response = client.get("/health")
+        out = StringIO()
+        call_command("check", stdout=out, stderr=out)
+    assert response.status_code == 503
+    assert secret not in response.content.decode()
+    assert secret not in out.getvalue() and f"modelyard:***@127.0.0.1:{port}" in out.getvalue()
