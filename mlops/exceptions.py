@@ -5,17 +5,20 @@ class MlopsError(Exception):
     """Base of every error the ML core raises on purpose.
 
     `code` is stable and machine-readable; `status` is the HTTP status a web caller should see.
+    `private` is for operators only (file paths, a library's own error): logs and staff see it, an
+    anonymous caller gets `message` alone.
     """
 
     code = "mlops_error"
     status = 500
 
-    def __init__(self, message: str, *, code: str | None = None, details: dict | None = None):
+    def __init__(self, message: str, *, code: str | None = None, details: dict | None = None, private: str = ""):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         self.details = details or {}
+        self.private = private
 
 
 class InvalidInput(MlopsError):

@@ -46,6 +46,9 @@ def _count_prediction_error(context, response) -> None:
 def _error_response(exc, context):
     if isinstance(exc, MlopsError):
         body = error_body(exc.code, exc.message, **({"details": exc.details} if exc.details else {}))
+        request = context.get("request")
+        if exc.private and request is not None and getattr(request.user, "is_staff", False):
+            body["error"]["reason"] = exc.private  # paths and library errors: for the operators only
         return Response(body, status=exc.status)
 
     # Convert Django's own exceptions here (DRF does it too, but only inside its handler) so that

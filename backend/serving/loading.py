@@ -72,8 +72,12 @@ class VersionLoadFailed(ModelUnavailable):
 
     code = "model_load_failed"
 
-    def __init__(self, message: str, *, version: ServingVersion):
-        super().__init__(message, details={"model": version.model_name, "version": version.version})
+    def __init__(self, reason: str, *, version: ServingVersion):
+        super().__init__(
+            f"{version} could not be loaded.",
+            details={"model": version.model_name, "version": version.version},
+            private=reason,
+        )
         self.version = version
 
 
@@ -134,7 +138,7 @@ def record_load_failure(model_name: str, version, error: BaseException) -> None:
     if not isinstance(version, ServingVersion):
         return  # nothing in production, or the database did not answer: no version failed to load
     metrics.count_load_failure(model_name, version.version)
-    message = getattr(error, "message", None) or str(error)
+    message = getattr(error, "private", "") or getattr(error, "message", None) or str(error)
     try:
         # Conditional: once one process recorded the failure, the others change nothing.
         recorded = ModelVersion.objects.filter(pk=version.id, load_error="").update(

@@ -118,7 +118,11 @@ class ModelServer:
             if served is not None:
                 logger.warning("serving.generation_unknown model=%s error=%r serving=%s", name, exc, served.version)
                 return served
-            raise ModelUnavailable(f"Model {name!r} is not available: {exc}", details={"model": name}) from exc
+            raise ModelUnavailable(
+                f"Model {name!r} is not available: its serving state cannot be read.",
+                details={"model": name},
+                private=f"{type(exc).__name__}: {exc}",
+            ) from exc
         if served is not None and served.generation == generation:
             return served  # the common case: no lock, no wait
         timeout = self.max_wait_s if served is not None else self.first_load_timeout_s
@@ -136,8 +140,15 @@ class ModelServer:
         served = slot.served
         if served is None:
             failure = slot.failure
-            reason = f": {failure.error}" if failure is not None else ""
-            raise ModelUnavailable(f"Model {name!r} is not available{reason}", details={"model": name})
+            if failure is not None:
+                raise ModelUnavailable(
+                    f"Model {name!r} is not available: its production version failed to load.",
+                    details={"model": name},
+                    private=failure.error,
+                )
+            raise ModelUnavailable(
+                f"Model {name!r} is not available yet: it is still loading.", details={"model": name}
+            )
         return served
 
     # -- loading --------------------------------------------------------------------------------
@@ -200,7 +211,8 @@ class ModelServer:
             previous = slot.failure
             attempts = previous.attempts + 1 if previous and previous.generation == load.generation else 1
             delay = min(self.retry_base_s * 2 ** (attempts - 1), self.retry_max_s)
-            slot.failure = _Failure(load.generation, attempts, self._clock() + delay, f"{type(exc).__name__}: {exc}")
+            error = getattr(exc, "private", "") or f"{type(exc).__name__}: {exc}"
+            slot.failure = _Failure(load.generation, attempts, self._clock() + delay, error)
             serving = slot.served.version if slot.served is not None else None
         logger.error(
             "serving.load_failed model=%s version=%s generation=%s attempt=%d retry_in_s=%.0f serving=%s error=%r",

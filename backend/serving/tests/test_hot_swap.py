@@ -299,3 +299,24 @@ def test_concurrent_predictions_per_model_follow_the_setting(settings, model_fil
     for thread in threads:
         thread.join()
     assert peak == expected
+
+
+def test_a_model_that_cannot_load_tells_only_staff_why(model_files, unique_name, settings, admin_user):
+    settings.DEFAULT_DETECTION_MODEL = unique_name
+    version = VersionFactory(
+        name=unique_name, kind="detection", files=model_files["detectors"][1], metrics={}, promoted=True
+    )
+    stored = local_path_of(version.artifacts["onnx"]["uri"])
+    stored.write_bytes(b"not an onnx model any more")
+    photo = image_bytes(synthetic_photo(64, 48))
+
+    anonymous = APIClient().post("/api/v1/detections/", {"image": _file(photo)})
+    assert anonymous.status_code == 503
+    body = anonymous.content.decode()
+    assert anonymous.json()["error"]["code"] == "model_unavailable"
+    assert str(stored.parent) not in body and "sha256" not in body and "reason" not in anonymous.json()["error"]
+
+    staff = APIClient()
+    staff.force_authenticate(admin_user)
+    answer = staff.post("/api/v1/detections/", {"image": _file(photo)})
+    assert answer.status_code == 503 and "sha256" in answer.json()["error"]["reason"]
