@@ -56,6 +56,29 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- HTTPS (production) ---------------------------------------------------------------------
+# Off for `make run` on http://127.0.0.1; on behind TLS, where it redirects plain HTTP (but not the
+# load balancer's /health and Prometheus' /metrics), marks cookies secure and sends HSTS.
+HTTPS = env.bool("HTTPS", default=False)
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^health/?$", r"^metrics$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+# Preload lists need all three; turn off before a site that might go back to HTTP is submitted.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=HTTPS)
+# Behind a proxy that ends TLS: the header (and value) it sets on HTTPS requests, e.g.
+# "X-Forwarded-Proto: https". Only set it when that proxy overwrites the header on every request.
+_proxy_ssl = env.str("SECURE_PROXY_SSL_HEADER", default="")
+if _proxy_ssl:
+    _header, _, _value = _proxy_ssl.partition(":")
+    if not _value.strip():
+        raise ImproperlyConfigured('SECURE_PROXY_SSL_HEADER: "Header-Name: value", e.g. "X-Forwarded-Proto: https"')
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header.strip().upper().replace("-", "_"), _value.strip())
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
