@@ -346,3 +346,32 @@ def _log_files(run: TrainingRun, files: dict[str, Path], data: PreparedDataset) 
     run.log_artifact(data.manifest_path, "data")
     if data.validation_report is not None:
         run.log_artifact(data.validation_report, "data")
+
+
+@dataclass(frozen=True)
+class XGBoostModelFacts:
+    """What an XGBoost model file says about itself: feature names (when it was trained with them),
+    feature count and class count."""
+
+    feature_names: list[str] | None
+    n_features: int
+    n_classes: int
+
+
+def read_xgboost_model(path: Path) -> XGBoostModelFacts:
+    """Read a saved XGBoost model's feature names and class count; InvalidInput for a file that is not one."""
+    try:
+        booster = xgb.Booster(model_file=str(path))
+        learner = json.loads(booster.save_config())["learner"]
+    except (xgb.core.XGBoostError, ValueError, KeyError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInput(f"{path.name} is not an XGBoost model: {first_line[:200]}", code="invalid_model") from exc
+    objective = learner.get("objective", {}).get("name", "")
+    num_class = int(learner.get("learner_model_param", {}).get("num_class", "0") or 0)
+    classes = num_class if num_class > 1 else 2 if objective.startswith(("binary:", "reg:logistic")) else 0
+    if classes < 2:
+        raise InvalidInput(
+            f"{path.name} is not a classifier (objective {objective or 'unknown'}).", code="invalid_model"
+        )
+    names = list(booster.feature_names) if booster.feature_names else None
+    return XGBoostModelFacts(feature_names=names, n_features=booster.num_features(), n_classes=classes)

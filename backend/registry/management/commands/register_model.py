@@ -18,8 +18,16 @@ class Command(BaseCommand):
         parser.add_argument("--artifact", required=True, type=Path, help="YOLO .pt weights or XGBoost .json model.")
         parser.add_argument("--onnx", type=Path, help="The ONNX export served by web processes.")
         parser.add_argument("--metrics", help="JSON object or path to a JSON file of metrics.")
-        parser.add_argument("--feature-schema", type=Path, help="Tabular: JSON list of features in model order.")
-        parser.add_argument("--class-names", help="Comma-separated class names (default: read from the model).")
+        parser.add_argument(
+            "--feature-schema",
+            type=Path,
+            help="Tabular: JSON list of features in model order, as names or as {name, dtype, min, max, mean} "
+            "objects (default: the names saved in the XGBoost model, else f0..fN-1).",
+        )
+        parser.add_argument(
+            "--class-names",
+            help="Comma-separated class names (default: read from the ONNX file; for XGBoost 0..n-1).",
+        )
         parser.add_argument("--imgsz", type=int, help="Detection: input size (default: read from the ONNX file).")
         parser.add_argument("--description", default="")
 
@@ -35,12 +43,10 @@ class Command(BaseCommand):
             ]
         else:
             files[ArtifactRole.XGBOOST] = options["artifact"]
-            if options["feature_schema"]:
-                files[ArtifactRole.FEATURE_SCHEMA] = options["feature_schema"]
         if options["onnx"]:
             files[ArtifactRole.ONNX] = options["onnx"]
-        metadata = self._metadata(kind, files, options)
         try:
+            metadata = self._metadata(kind, files, options)
             version = register_from_files(
                 options["name"],
                 kind,
@@ -51,6 +57,8 @@ class Command(BaseCommand):
             )
         except MlopsError as exc:
             raise CommandError(exc.message) from exc
+        except (OSError, ValueError, RuntimeError) as exc:  # a file the libraries cannot read: one line, no trace
+            raise CommandError(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}") from exc
         self.stdout.write(self.style.SUCCESS(f"Registered {version} with status {version.status}."))
 
     def _metrics(self, raw: str | None) -> dict:
@@ -77,8 +85,45 @@ class Command(BaseCommand):
             if not metadata.get("class_names"):
                 raise CommandError("Give --class-names (they could not be read from an ONNX file).")
         else:
-            if options["feature_schema"]:
-                metadata["feature_schema"] = json.loads(options["feature_schema"].read_text())
-            if not metadata.get("class_names"):
-                raise CommandError("Give --class-names for a tabular model (e.g. --class-names no,yes).")
+            metadata.update(self._tabular(files[ArtifactRole.XGBOOST], options, metadata.get("class_names")))
         return metadata
+
+    def _tabular(self, model: Path, options, class_names: list[str] | None) -> dict:
+        """Schema and classes from the options, checked against what the XGBoost file says."""
+        from mlops.training.xgb import read_xgboost_model  # XGBoost only for this command
+
+        facts = read_xgboost_model(model)
+        if options["feature_schema"]:
+            try:
+                raw = json.loads(options["feature_schema"].read_text())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise CommandError(f"--feature-schema is not JSON: {exc}") from exc
+        else:
+            raw = facts.feature_names or [f"f{index}" for index in range(facts.n_features)]
+        schema = feature_schema(raw)
+        if len(schema) != facts.n_features:
+            raise CommandError(f"--feature-schema has {len(schema)} features; the model takes {facts.n_features}.")
+        names = [feature["name"] for feature in schema]
+        if facts.feature_names and names != facts.feature_names:
+            raise CommandError("--feature-schema names differ from the model's own (in name or order).")
+        class_names = class_names or [str(index) for index in range(facts.n_classes)]
+        if len(class_names) != facts.n_classes:
+            raise CommandError(f"--class-names gives {len(class_names)} classes; the model has {facts.n_classes}.")
+        return {"feature_schema": schema, "class_names": class_names}
+
+
+def feature_schema(raw) -> list[dict]:
+    """A schema from a list of names or of {name, ...} objects; CommandError for anything else."""
+    if not isinstance(raw, list) or not raw:
+        raise CommandError("--feature-schema must be a JSON list of feature names or objects.")
+    schema = []
+    for index, item in enumerate(raw):
+        if isinstance(item, str) and item.strip():
+            schema.append({"name": item.strip(), "dtype": "float"})
+        elif isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"].strip():
+            schema.append(item)
+        else:
+            raise CommandError(f"--feature-schema entry {index} is neither a name nor an object with a name.")
+    if len({feature["name"] for feature in schema}) != len(schema):
+        raise CommandError("--feature-schema names a feature twice.")
+    return schema
