@@ -13,6 +13,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.factories import UserFactory, VersionFactory
+from tests.web import database_url as test_database_url
 
 ROOT = Path(__file__).resolve().parent
 
@@ -44,15 +45,6 @@ def admin_api(admin_user):
     return client
 
 
-def _test_database_url() -> str:
-    from django.db import connection
-
-    settings_dict = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings_dict['NAME']}"
-    return f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
-
-
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     """A real `celery -A backend worker` process on the test broker and the test database.
@@ -62,7 +54,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     from backend import celery_app
 
     with django_db_blocker.unblock():
-        database_url = _test_database_url()
+        database_url = test_database_url()
     celery_app.control.purge()  # tasks queued by earlier tests refer to rows that are gone
     log_path = tmp_path_factory.mktemp("celery") / "worker.log"
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}

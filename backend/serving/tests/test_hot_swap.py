@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from django.db import connection
 from rest_framework.test import APIClient
 
 from backend.detection.models import Detection
@@ -25,8 +24,8 @@ from backend.serving.loading import model_server, preload_default_models
 from mlops.registry.artifacts import local_path_of
 from tests.factories import VersionFactory
 from tests.helpers import wait_until
-from tests.services import free_port
 from tests.support import image_bytes, synthetic_photo
+from tests.web import database_url, gunicorn_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -173,42 +172,22 @@ def test_a_web_worker_started_from_the_procfile_config_loads_models_at_start(mod
     VersionFactory(
         name=f"{unique_name}-tab", kind="tabular", files=model_files["tabular"][0], metrics={}, promoted=True
     )
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "DEFAULT_DETECTION_MODEL": unique_name,
-        "DEFAULT_TABULAR_MODEL": f"{unique_name}-tab",
-        "LOG_LEVEL": "INFO",
-        "API_ANON_RATE": "100000/min",
-    }
-    log = tmp_path / "gunicorn.log"
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [str(gunicorn), "backend.config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    env = {"DEFAULT_DETECTION_MODEL": unique_name, "DEFAULT_TABULAR_MODEL": f"{unique_name}-tab", "LOG_LEVEL": "INFO"}
+    with gunicorn_server(tmp_path / "gunicorn.log", env=env) as server:
 
         def both_tried() -> bool:
-            text = log.read_text(errors="replace")
-            return server.poll() is not None or text.count("serving.preload") >= 2
+            text = server.log.read_text(errors="replace")
+            return server.process.poll() is not None or text.count("serving.preload") >= 2
 
-        try:
-            wait_until(both_tried, timeout=120, what="the worker to preload both models")
-            text = log.read_text(errors="replace")
-            assert server.poll() is None, text[-3000:]
-            assert f"serving.preloaded model={unique_name} version={unique_name} v1.0 (#{detector.version})" in text
-            assert f"serving.preloaded model={unique_name}-tab " in text
-            photo = image_bytes(synthetic_photo(64, 48))
-            answer = requests.post(
-                f"http://127.0.0.1:{port}/api/v1/detections/", files={"image": ("p.png", photo)}, timeout=60
-            )
-            assert answer.status_code == 201, answer.text
-            assert answer.json()["model"]["version"] == detector.version
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        wait_until(both_tried, timeout=120, what="the worker to preload both models")
+        text = server.log.read_text(errors="replace")
+        assert server.process.poll() is None, text[-3000:]
+        assert f"serving.preloaded model={unique_name} version={unique_name} v1.0 (#{detector.version})" in text
+        assert f"serving.preloaded model={unique_name}-tab " in text
+        photo = image_bytes(synthetic_photo(64, 48))
+        answer = requests.post(f"{server.url}/api/v1/detections/", files={"image": ("p.png", photo)}, timeout=60)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["model"]["version"] == detector.version
 
 
 def _file(data: bytes):
@@ -246,7 +225,7 @@ def test_serving_path_imports_no_training_frameworks(model_files, unique_name, t
     image = tmp_path / "probe.png"
     image.write_bytes(image_bytes(synthetic_photo(64, 64)))
     record = {feature["name"]: feature["mean"] for feature in tabular.feature_schema}
-    env = {**os.environ, "DATABASE_URL": _database_url(), "API_ANON_RATE": "1000/min"}
+    env = {**os.environ, "DATABASE_URL": database_url(), "API_ANON_RATE": "1000/min"}
 
     result = subprocess.run(
         [sys.executable, "-c", SERVING_PROBE, str(image), unique_name, f"{unique_name}-tab", json.dumps(record)],
@@ -261,13 +240,6 @@ def test_serving_path_imports_no_training_frameworks(model_files, unique_name, t
     probe = json.loads(result.stdout.strip().splitlines()[-1])
     assert probe["status"] == [201, 200], probe["body"]
     assert probe["heavy"] == []
-
-
-def _database_url() -> str:
-    settings_dict = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings_dict['NAME']}"
-    return f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
 
 
 @pytest.mark.parametrize(("slots", "expected"), [(1, 1), (2, 2), (0, 4)])

@@ -22,9 +22,9 @@ from celery import current_app
 from backend.registry.models import ModelVersion
 from backend.training import reaper
 from backend.training.models import TrainingJob
-from conftest import _test_database_url
 from tests.factories import TrainingJobFactory
 from tests.helpers import wait_until
+from tests.web import database_url as test_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -49,7 +49,7 @@ def trainer(queue: str, log: Path, database_url: str) -> subprocess.Popen:
 
 def test_a_trainer_killed_mid_epoch_fails_its_job_and_registers_nothing(tmp_path, unique_name):
     queue = f"training-{uuid.uuid4().hex[:8]}"
-    database_url = _test_database_url()
+    database_url = test_database_url()
     job = TrainingJobFactory(kind="detection", model_name=unique_name, dataset="synthetic:shapes", params=TINY)
     task_id = str(uuid.uuid4())
     TrainingJob.objects.filter(pk=job.pk).update(celery_task_id=task_id)
