@@ -49,3 +49,22 @@ def set_serving_generation(model_name: str, generation: int) -> None:
         cache.set(_key(model_name), int(generation), timeout=None)
     except Exception:  # noqa: BLE001  (serving falls back to the database when the cache is down)
         logger.warning("serving.generation_not_cached model=%s generation=%s", model_name, generation)
+
+
+def reconcile_generations() -> dict[str, dict]:
+    """Repair the cached generation of every model from the database (beat, every minute): a write
+    that failed when a version was promoted would otherwise leave warm processes on the old one."""
+    repaired = {}
+    names = Deployment.objects.filter(succeeded=True).values_list("model__name", flat=True).distinct()
+    for name in names:
+        truth = generation_from_database(name)
+        try:
+            cached = cache.get(_key(name))
+        except Exception:  # noqa: BLE001  (nothing to repair while the cache is down; requests read the database)
+            logger.warning("serving.generation_cache_unavailable model=%s", name)
+            return repaired
+        if cached is not None and int(cached) < truth:
+            set_serving_generation(name, truth)
+            repaired[name] = {"was": int(cached), "now": truth}
+            logger.warning("serving.generation_repaired model=%s was=%s now=%s", name, cached, truth)
+    return repaired
