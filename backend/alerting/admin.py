@@ -17,6 +17,7 @@ from backend.alerting.models import (
 )
 from backend.alerting.services import evaluation, outbox
 from backend.alerting.tasks import evaluate_rules
+from backend.registry.services import may_promote
 from mlops.alerting.channels import channel_class
 from mlops.exceptions import InvalidInput
 
@@ -181,9 +182,45 @@ class DeploymentWatchAdmin(admin.ModelAdmin):
         return False
 
 
+class TrainingPolicyForm(ModelForm):
+    """A policy that promotes by itself puts versions into production as the system: only someone who may
+    promote (the registry's permission) saves one. `requester` is set by the admin for each request."""
+
+    requester = None
+
+    class Meta:
+        model = TrainingPolicy
+        fields = [
+            "model", "enabled", "on_drift", "feedback_samples", "every_hours", "on_performance_drop", "dataset",
+            "params", "auto_promote", "promote_margin", "quiet_hours",
+        ]  # fmt: skip
+
+    def clean(self):
+        data = super().clean()
+        auto_promote = data.get("auto_promote", self.instance.auto_promote)
+        if auto_promote and not may_promote(self.requester):
+            message = (
+                "A policy that promotes its versions by itself needs the registry's promote permission; "
+                "turn auto-promote off and its versions are staged for review."
+            )
+            self.add_error("auto_promote" if "auto_promote" in self.fields else None, message)
+        return data
+
+
 @admin.register(TrainingPolicy)
 class TrainingPolicyAdmin(admin.ModelAdmin):
+    form = TrainingPolicyForm
     list_display = ["model", "enabled", "on_drift", "feedback_samples", "every_hours", "on_performance_drop",
                     "auto_promote", "promote_margin", "last_triggered_at", "last_outcome"]  # fmt: skip
     list_editable = ["enabled"]
     readonly_fields = ["last_triggered_at", "last_job", "last_outcome"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.requester = request.user  # modelform_factory made this class for this request alone
+        return form
+
+    def get_changelist_form(self, request, **kwargs):
+        form = super().get_changelist_form(request, **kwargs)
+        form.requester = request.user
+        return form

@@ -8,6 +8,7 @@ real servers. `.env.example` lists every variable.
 import ipaddress
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -87,6 +88,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -115,6 +118,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # After everything that authenticates: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -202,13 +207,42 @@ BATCH_UPLOAD_MAX_BYTES = env.int("BATCH_UPLOAD_MAX_BYTES", default=512 * 1024 * 
 
 LOGIN_URL = "admin:login"
 
+# --- Accounts and sign-in -------------------------------------------------------------------
+# django-axes counts failed sign-ins (the admin's login form, and HTTP Basic on the API when it is on)
+# per client address (backend.core.clients: forwarded headers only from API_TRUSTED_PROXIES) and
+# refuses that address for LOGIN_LOCKOUT_MINUTES after LOGIN_FAILURE_LIMIT of them (429 on the form).
+# A successful sign-in clears the count; `manage.py axes_reset` lifts every lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "backend.core.clients.client_ip"
+AXES_RESET_ON_SUCCESS = True
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME.total_seconds() <= 0:
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_LOCKOUT_MINUTES must be positive")
+
+# HTTP Basic (a password on every request, no CSRF, nothing to revoke) is off unless asked for; API
+# clients send `Authorization: Token <key>` (tokens made in the admin or by `manage.py drf_create_token`).
+API_BASIC_AUTH = env.bool("API_BASIC_AUTH", default=False)
+
+
+def _authentication_classes(basic: bool) -> list[str]:
+    """Token first: DRF answers a request without credentials with the first class's challenge
+    (401 with `WWW-Authenticate: Token`); the session keeps its CSRF check on unsafe methods."""
+    classes = [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ]
+    return [*classes, "rest_framework.authentication.BasicAuthentication"] if basic else classes
+
+
 # --- REST API -------------------------------------------------------------------------------
 # Nothing is open by accident: every view names its permission; the default is authenticated.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
-    ],
+    "DEFAULT_AUTHENTICATION_CLASSES": _authentication_classes(API_BASIC_AUTH),
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "backend.core.pagination.Pagination",
     "PAGE_SIZE": 50,
@@ -287,8 +321,10 @@ REGISTRY_REQUIRE_APPROVAL = env.bool("REGISTRY_REQUIRE_APPROVAL", default=False)
 REGISTRY_KEEP_VERSIONS = env.int("REGISTRY_KEEP_VERSIONS", default=5)
 
 # --- Demo admin (make run) ------------------------------------------------------------------
+# `ensure_demo_admin` creates this superuser once. Without DEMO_ADMIN_PASSWORD it gets a random password,
+# printed that once and kept nowhere else; with DEBUG on, the documented demo password "admin" instead.
 DEMO_ADMIN_USERNAME = env.str("DEMO_ADMIN_USERNAME", default="admin")
-DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="admin")
+DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="")
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
@@ -305,6 +341,8 @@ LOGGING = {
         "django.request": {"level": "WARNING"},
         "alembic": {"level": "WARNING"},
         "mlflow": {"level": "WARNING"},
+        # django-axes: failed sign-ins and lockouts are warnings; its INFO lines repeat them (and a banner).
+        "axes": {"level": "WARNING"},
     },
 }
 

@@ -52,3 +52,10 @@ def client_address(request) -> str:
         if not in_networks(address, trusted):
             break
     return str(client)
+
+
+def client_ip(request) -> str | None:
+    """`client_address` when it is an IP address, else None (a unix socket, a bare test request): what
+    django-axes counts sign-in failures by and stores in its IP columns (PostgreSQL's inet refuses the rest)."""
+    address = client_address(request)
+    return address if parse_address(address) is not None else None

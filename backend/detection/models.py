@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -125,12 +126,48 @@ class Detection(models.Model):
         return list((self.model_version.metadata or {}).get("class_names", []))
 
 
+# Whose verdicts become training labels: active staff (superusers too), and active holders of this
+# permission, given in the admin to a person or a group (reviewers who are not staff).
+TRUSTED_FEEDBACK_PERMISSION = "detection.trusted_feedback"
+
+
+def is_trusted_reviewer(user) -> bool:
+    """Whether `user`'s verdicts count as training labels (anonymous callers' never do)."""
+    return bool(
+        user is not None
+        and user.is_authenticated
+        and user.is_active
+        and (user.is_staff or user.has_perm(TRUSTED_FEEDBACK_PERMISSION))
+    )
+
+
+def trusted_reviewers() -> models.QuerySet:
+    """The people `is_trusted_reviewer` says yes to, as one query (for exports over many verdicts)."""
+    app_label, codename = TRUSTED_FEEDBACK_PERMISSION.split(".")
+    holds = Q(user_permissions__codename=codename, user_permissions__content_type__app_label=app_label) | Q(
+        groups__permissions__codename=codename, groups__permissions__content_type__app_label=app_label
+    )
+    return get_user_model().objects.filter(Q(is_active=True) & (Q(is_staff=True) | Q(is_superuser=True) | holds))
+
+
+class FeedbackQuerySet(models.QuerySet):
+    def trusted(self) -> FeedbackQuerySet:
+        """Verdicts whose author is trusted now: withdrawing someone's trust withdraws their labels too."""
+        return self.filter(user__in=trusted_reviewers().values("pk"))
+
+    def untrusted(self) -> FeedbackQuerySet:
+        """Anonymous verdicts and those of people not (or no longer) trusted: kept, never exported by default."""
+        return self.exclude(user__in=trusted_reviewers().values("pk"))
+
+
 class Feedback(models.Model):
     """A person's verdict on a detection (box_index None) or on one box, with the right class if wrong.
 
     For a whole image, `min_confidence` is the threshold the person looked at: "correct" means the
     boxes at or above it are right and nothing is missing. `export_feedback` turns these rows into
-    YOLO-format labels for retraining.
+    YOLO-format labels for retraining, from trusted reviewers only unless asked otherwise: anyone
+    may give feedback (the upload page is open), so an anonymous verdict is kept and marked, not
+    taken as ground truth.
     """
 
     class Verdict(models.TextChoices):
@@ -149,9 +186,12 @@ class Feedback(models.Model):
     session_key = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = FeedbackQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "feedback"
+        permissions = [("trusted_feedback", "Feedback counts as training labels (exported for retraining)")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(correct_class_id__isnull=True) | Q(verdict="wrong", box_index__isnull=False),
@@ -166,3 +206,8 @@ class Feedback(models.Model):
     def __str__(self) -> str:
         target = "image" if self.box_index is None else f"box {self.box_index}"
         return f"{self.verdict} on {target} of {self.detection_id}"
+
+    @property
+    def trusted(self) -> bool:
+        """Whether this verdict counts as a training label (its author is a trusted reviewer, now)."""
+        return is_trusted_reviewer(self.user)

@@ -86,6 +86,12 @@ class ParamsSerializer(serializers.Serializer):
 
 
 class FeedbackSerializer(serializers.ModelSerializer):
+    trusted = serializers.BooleanField(
+        read_only=True,
+        help_text="Whether the verdict counts as a training label: given by staff or a trusted reviewer. Others "
+        "are kept but left out of the exported labels.",
+    )
+
     class Meta:
         model = Feedback
         fields = [
@@ -96,6 +102,7 @@ class FeedbackSerializer(serializers.ModelSerializer):
             "correct_class_name",
             "min_confidence",
             "comment",
+            "trusted",
             "created_at",
         ]
 
@@ -149,7 +156,7 @@ class DetectionSerializer(serializers.Serializer):
             "links": detection_links(detection),
         }
         if self.context.get("with_feedback"):
-            data["feedback"] = FeedbackSerializer(detection.feedback.all(), many=True).data
+            data["feedback"] = FeedbackSerializer(detection.feedback.select_related("user"), many=True).data
         return data
 
 

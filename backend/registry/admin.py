@@ -9,7 +9,6 @@ from django.utils.html import format_html
 
 from backend.registry import services
 from backend.registry.models import Deployment, ModelVersion, PromotionRequest, RegisteredModel
-from backend.registry.permissions import PROMOTE_PERMISSION
 from mlops.exceptions import MlopsError
 
 
@@ -28,6 +27,7 @@ class DeploymentInline(admin.TabularInline):
         "to_version",
         "succeeded",
         "actor",
+        "system",
         "approved_by",
         "reason",
         "error",
@@ -153,7 +153,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return False
 
     def has_promote_permission(self, request) -> bool:
-        return request.user.is_staff and request.user.has_perm(PROMOTE_PERMISSION)
+        return services.may_promote(request.user)
 
     # -- actions -----------------------------------------------------------------------------
     @admin.action(description="Promote to production", permissions=["promote"])
@@ -260,8 +260,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "model", "action", "from_version", "to_version", "succeeded", "actor", "approved_by"]
-    list_filter = ["model", "action", "succeeded"]
+    list_display = [
+        "created_at", "model", "action", "from_version", "to_version", "succeeded", "actor", "system", "approved_by",
+    ]  # fmt: skip
+    list_filter = ["model", "action", "succeeded", "system"]
     list_select_related = ["model", "from_version", "to_version", "actor", "approved_by"]
 
     def has_add_permission(self, request) -> bool:

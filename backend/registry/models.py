@@ -13,6 +13,9 @@ from django.db.models import Q
 from mlops.exceptions import ModelNotFound
 from mlops.registry.entities import Artifact, ModelKind
 
+# The permission (ModelVersion.Meta) every change of what serves in production needs from a person.
+PROMOTE_PERMISSION = "registry.promote_modelversion"
+
 # The few metrics an admin compares at a glance, of detectors and tabular models alike.
 KEY_METRICS = ("mAP50", "mAP50-95", "precision", "recall", "accuracy", "roc_auc", "f1", "log_loss")
 
@@ -182,6 +185,9 @@ class Deployment(models.Model):
     )
     action = models.CharField(max_length=20, choices=Action.choices)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # Nobody asked: a command, a training job no person started, the automatic rollback (the reason says
+    # which). A person's change names them in `actor`, checked for the promote permission first.
+    system = models.BooleanField(default=False, help_text="Done by the product itself, not by a person.")
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -65,6 +65,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "from_version",
             "to_version",
             "actor",
+            "system",
             "approved_by",
             "reason",
             "succeeded",

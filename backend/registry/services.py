@@ -4,6 +4,11 @@ Promotion and rollback share one path: verify the artifacts' sha256, load the mo
 on a fixed sample (smoke test) outside any transaction; only then, in one transaction with the
 rows locked, move the production pointer and write the Deployment row. The `version_promoted`
 signal goes out on commit. A refused attempt changes nothing and leaves a failed Deployment row.
+
+Who may: every way into production (admin, API, approvals, training jobs that promote their version,
+commands, the automatic rollback) ends in `promote_version`, which checks the person asking
+(`require_promote_permission`); no person (actor None) is the product itself, recorded as such
+(`Deployment.system`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ from django.utils import timezone
 
 from backend.core.mlops_config import mlops_config
 from backend.registry.artifacts import serving_files
-from backend.registry.models import Deployment, ModelVersion, PromotionRequest, RegisteredModel
+from backend.registry.models import (
+    PROMOTE_PERMISSION,
+    Deployment,
+    ModelVersion,
+    PromotionRequest,
+    RegisteredModel,
+)
 from backend.registry.signals import promotion_requested, version_promoted, version_registered, version_staged
 from mlops.exceptions import InvalidInput, MlopsError, NotFound, SmokeTestFailed
 from mlops.inference.loader import load_predictor, smoke_test
@@ -43,6 +54,36 @@ class RegistryConflict(MlopsError):
 class ApprovalRequired(MlopsError):
     code = "approval_required"
     status = 409
+
+
+class PromotePermissionRequired(MlopsError):
+    """A person without the registry's promote permission asked to change what serves in production."""
+
+    code = "promote_permission_required"
+    status = 403
+
+
+# -- who may -------------------------------------------------------------------------------------
+def may_promote(user) -> bool:
+    """An active staff user holding the registry's promote permission (superusers hold every permission)."""
+    return bool(
+        user is not None
+        and user.is_authenticated
+        and user.is_active
+        and user.is_staff
+        and user.has_perm(PROMOTE_PERMISSION)
+    )
+
+
+def require_promote_permission(*people, doing: str = "change what serves in production") -> None:
+    """PromotePermissionRequired unless every person named may promote; None (the system) always may."""
+    for person in people:
+        if person is not None and not may_promote(person):
+            logger.warning("registry.promotion_forbidden user=%s doing=%s", person, doing)
+            raise PromotePermissionRequired(
+                f"{person} may not {doing}: that needs the registry's promote permission ({PROMOTE_PERMISSION}).",
+                details={"user": str(person), "permission": PROMOTE_PERMISSION},
+            )
 
 
 # -- registering ---------------------------------------------------------------------------------
@@ -138,7 +179,13 @@ def promote_version(
     action: str = Deployment.Action.PROMOTE,
     approved_by=None,
 ) -> Deployment:
-    """Make `version` its model's production version, or record why not and raise SmokeTestFailed."""
+    """Make `version` its model's production version, or record why not and raise SmokeTestFailed.
+
+    `actor` (and `approved_by`) are the people asking: each needs the promote permission, checked here
+    for every path (PromotePermissionRequired). `actor=None` is the product acting by itself (a command,
+    a training job no person started, the automatic rollback): allowed, and recorded as such.
+    """
+    require_promote_permission(actor, approved_by)
     model = version.model
     if version.status == ModelVersion.Status.PRODUCTION:
         raise RegistryConflict(f"{version} is already in production")
@@ -146,7 +193,14 @@ def promote_version(
         raise ApprovalRequired("promotion to production needs a request and an approval by another staff user")
 
     smoke = smoke_test_version(version)
-    record = {"action": action, "actor": actor, "approved_by": approved_by, "reason": reason, "smoke_test": smoke}
+    record = {
+        "action": action,
+        "actor": actor,
+        "system": actor is None,
+        "approved_by": approved_by,
+        "reason": reason,
+        "smoke_test": smoke,
+    }
     if not smoke["ok"]:
         _refuse_promotion(version, record)
     deployment = _move_production_pointer(version, record)
@@ -207,7 +261,11 @@ def _move_production_pointer(version: ModelVersion, record: dict) -> Deployment:
 
 
 def rollback_model(model: RegisteredModel, *, actor=None, reason: str = "", automatic: bool = False) -> Deployment:
-    """Put back the version that was in production before the current one (found from history)."""
+    """Put back the version that was in production before the current one (found from history).
+
+    The same check as a promotion: `actor` needs the promote permission; None is the system.
+    """
+    require_promote_permission(actor, doing="roll back a model")
     target = model.previous_production_version()
     if target is None:
         raise RegistryConflict(f"{model.name} has no earlier production version to roll back to")
@@ -232,6 +290,7 @@ def stage_version(version: ModelVersion) -> ModelVersion:
 
 
 def request_promotion(version: ModelVersion, *, user, reason: str = "") -> PromotionRequest:
+    require_promote_permission(user, doing="request a promotion to production")
     if version.status == ModelVersion.Status.PRODUCTION:
         raise RegistryConflict(f"{version} is already in production")
     try:
@@ -244,7 +303,8 @@ def request_promotion(version: ModelVersion, *, user, reason: str = "") -> Promo
 
 
 def approve_promotion(request: PromotionRequest, *, user) -> Deployment:
-    """The second staff user approves; the promotion runs with both names on the record."""
+    """The second staff user approves; the promotion runs with both names on the record (both checked)."""
+    require_promote_permission(user, doing="approve a promotion to production")
     if request.status != PromotionRequest.Status.PENDING:
         raise RegistryConflict(f"this request is {request.status}")
     if request.requested_by_id == user.pk:

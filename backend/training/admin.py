@@ -7,8 +7,9 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from backend.registry.services import may_promote
 from backend.training import services
-from backend.training.job_requests import check_job_request, steps_param
+from backend.training.job_requests import AUTO_PROMOTE_NEEDS_PERMISSION, check_job_request, steps_param
 from backend.training.models import TrainingJob
 from mlops.exceptions import MlopsError
 
@@ -22,7 +23,12 @@ STATUS_COLOURS = {
 
 
 class StartTrainingJobForm(forms.ModelForm):
-    """What a person chooses when starting a job; epochs and image size are shortcuts into params."""
+    """What a person chooses when starting a job; epochs and image size are shortcuts into params.
+
+    `requester` (set by the admin for each request) is who asks: auto_promote needs their promote permission.
+    """
+
+    requester = None
 
     epochs = forms.IntegerField(
         required=False, min_value=1, help_text="Detector epochs (tabular: boosting rounds). Overrides params."
@@ -38,6 +44,8 @@ class StartTrainingJobForm(forms.ModelForm):
             "synthetic:tabular, kaggle:OWNER/DATASET, folder:PATH or a prepared dataset's path.",
             "params": 'Overrides over params.yaml, e.g. {"epochs": 5, "imgsz": 320} or {"n_estimators": 200}; '
             '"data" holds ingest options ({"count": 200}); a search takes "target" and "trials".',
+            "auto_promote": "Promote the new version when it beats production (and passes its smoke test); "
+            "otherwise it is staged for review. Needs the registry's promote permission.",
         }
 
     def __init__(self, *args, **kwargs):
@@ -59,6 +67,8 @@ class StartTrainingJobForm(forms.ModelForm):
         )
         for name, message in problems.items():
             self.add_error(name if name in self.fields else None, message)
+        if data.get("auto_promote") and not may_promote(self.requester):
+            self.add_error("auto_promote", AUTO_PROMOTE_NEEDS_PERMISSION)
         return data
 
 
@@ -81,7 +91,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     search_fields = ["model_name", "dataset", "mlflow_run_id", "error"]
     actions = ["cancel_jobs", "run_again"]
     fieldsets = [
-        (None, {"fields": ["kind", "model_name", "dataset", "params", "auto_promote", "requested_by"]}),
+        (None, {"fields": ["kind", "model_name", "dataset", "params", "auto_promote", "requested_by", "trigger"]}),
         (
             "Progress",
             {"fields": ["status_badge", "stage", "progress_display", "page_link", "metrics", "cancel_requested"]},
@@ -122,7 +132,9 @@ class TrainingJobAdmin(admin.ModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = StartTrainingJobForm
-        return super().get_form(request, obj, change=change, **kwargs)
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.requester = request.user  # modelform_factory made this class for this request alone
+        return form
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:

@@ -34,6 +34,10 @@ LIST_FILTERS = ("status", "kind", "model_name")
         responses={
             201: TrainingJobDetailSerializer,
             400: OpenApiResponse(description="A bad kind, dataset, model name or params; `fields` names each."),
+            403: OpenApiResponse(
+                description="Not staff; or auto_promote without the registry's promote permission "
+                "(code promote_permission_required)."
+            ),
         },
     ),
 )

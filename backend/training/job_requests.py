@@ -35,6 +35,14 @@ DETECTION_SOURCES = ("synthetic:shapes",)
 TABULAR_SOURCES = ("sklearn:breast_cancer", "synthetic:tabular")
 _KAGGLE_HANDLE = re.compile(r"^kaggle:[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(/versions/\d+)?$")
 _MODEL_NAME = re.compile(r"[-a-zA-Z0-9_]+")
+# Who may ask for auto_promote: the registry's promote permission (checked by start_job and the admin form).
+AUTO_PROMOTE_DOING = "start a training job that promotes its version by itself (auto_promote)"
+AUTO_PROMOTE_NEEDS_PERMISSION = (
+    "Promoting automatically needs the registry's promote permission; leave it off and the new version is "
+    "staged for review."
+)
+# The trigger of a job started by code with no person behind it (a command) that did not name one.
+SYSTEM_TRIGGER = "started by the system"
 
 
 # -- what a request means --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connection
 
 from backend.core.mlops_config import mlops_config
-from backend.registry.services import promote_version, record_version, stage_version
+from backend.registry.services import PromotePermissionRequired, promote_version, record_version, stage_version
 from backend.training import jobs
 from backend.training.datasets import prepared_dataset
 from backend.training.job_requests import split_params, trainer_kind
@@ -288,14 +288,26 @@ def _train(job: TrainingJob, config, trainer_params: dict, dataset, reporter: Jo
 
 def _promote(job: TrainingJob, version, comparison: dict) -> str:
     """Promote the new version when it wins against production by the job's margin, else stage it
-    for review; a refusal (smoke test, approval policy) is recorded, not raised."""
+    for review; a refusal (smoke test, approval policy) is recorded, not raised.
+
+    The promotion is the requester's, checked by the registry now (they may have lost the promote
+    permission since they asked: then the version is staged, and the job says why). A job no person
+    asked for (a command, a training policy: its trigger says which) promotes as the system.
+    """
     allowed, why = promotion_allowed(comparison, margin=job.promote_margin)
     try:
         if not allowed:
             stage_version(version)
             logger.info("training.auto_promote_declined job=%s version=%s why=%s", job.pk, version, why)
             return f"not promoted: {why}; staged for review"
-        promote_version(version, actor=job.requested_by, reason=f"auto-promoted by training job #{job.pk}: {why}")
+        if job.requested_by_id is None and not job.trigger:
+            logger.warning("training.auto_promote_orphaned job=%s version=%s", job.pk, version)
+            return _stage_instead(version, "not promoted: the person who asked for this job no longer exists")
+        by = f"by training job #{job.pk}" + ("" if job.requested_by_id else f" ({job.trigger})")
+        promote_version(version, actor=job.requested_by, reason=f"auto-promoted {by}: {why}")
+    except PromotePermissionRequired as exc:
+        logger.warning("training.auto_promote_forbidden job=%s version=%s error=%s", job.pk, version, exc.message)
+        return _stage_instead(version, f"not promoted: {exc.message.rstrip('.')}")
     except MlopsError as exc:
         logger.warning("training.auto_promote_refused job=%s version=%s error=%s", job.pk, version, exc.message)
         return f"{exc.code}: {exc.message}"
@@ -304,6 +316,15 @@ def _promote(job: TrainingJob, version, comparison: dict) -> str:
         return f"{type(exc).__name__}: {exc}"
     logger.info("training.auto_promoted job=%s version=%s", job.pk, version)
     return ""
+
+
+def _stage_instead(version, why: str) -> str:
+    """Stage a version the job may not promote, for someone who may; the job's promotion_error says why."""
+    try:
+        stage_version(version)
+    except MlopsError as exc:
+        return f"{why}; not staged either ({exc.code}: {exc.message})"
+    return f"{why}; staged for review"
 
 
 def _contain_mlflow() -> None:

@@ -106,7 +106,8 @@ class TrainingJobStartSerializer(serializers.Serializer):
         required=False,
         default=False,
         help_text="Promote the new version when it beats production on the same holdout by promote_margin; "
-        "otherwise it is staged for review.",
+        "otherwise it is staged for review. Needs the registry's promote permission (403 otherwise), held "
+        "again when the job ends (else the version is staged).",
     )
     promote_margin = serializers.FloatField(required=False, default=0.0, min_value=-1.0, max_value=1.0)
 

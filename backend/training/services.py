@@ -16,8 +16,11 @@ from django.utils import timezone
 
 from backend.core import metrics
 from backend.core.queue import send_task
+from backend.registry.services import require_promote_permission
 from backend.training.job_requests import (
+    AUTO_PROMOTE_DOING,
     DEFAULT_DATASETS,
+    SYSTEM_TRIGGER,
     check_job_request,
     default_model_name,
     raise_for_problems,
@@ -56,10 +59,17 @@ def start_job(
 ) -> TrainingJob:
     """Create a queued job and send it to the training queue once the row is committed.
 
-    With a `dedupe_key`, JobConflict is raised while another job with that key is queued or running.
+    `user` is the person asking; with `auto_promote` they need the registry's promote permission
+    (PromotePermissionRequired, 403). No user is the system (a command, a training policy): `trigger`
+    says what started it, and the job promotes as the system. With a `dedupe_key`, JobConflict is
+    raised while another job with that key is queued or running.
     """
     params = dict(params or {})
+    if user is not None and trigger:
+        raise ValueError("a trigger says what started a job no person asked for; this one has a requester")
     raise_for_problems(check_job_request(kind, model_name=model_name, dataset=dataset, params=params))
+    if auto_promote:
+        require_promote_permission(user, doing=AUTO_PROMOTE_DOING)
     target = trainer_kind(kind, params)
     try:
         with transaction.atomic():
@@ -71,7 +81,7 @@ def start_job(
                 auto_promote=auto_promote,
                 promote_margin=promote_margin,
                 dedupe_key=dedupe_key,
-                trigger=trigger[:300],
+                trigger=(trigger or (SYSTEM_TRIGGER if user is None else ""))[:300],
                 requested_by=user if user is not None and user.is_authenticated else None,
                 stage="queued",
             )

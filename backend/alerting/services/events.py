@@ -48,6 +48,7 @@ def version_event(event: str, *, version_id: int, deployment_id: int | None = No
             "id": deployment.pk,
             "action": deployment.action,
             "actor": str(deployment.actor) if deployment.actor else None,
+            "system": deployment.system,
             "reason": deployment.reason,
             "from_version": previous.version if previous else None,
             "created_at": deployment.created_at.isoformat(),

@@ -46,6 +46,9 @@ def retrain(model_name: str, *, cause: str, detail: str = "", now: datetime | No
             auto_promote=policy.auto_promote,
             promote_margin=policy.promote_margin,
             dedupe_key=f"policy:{model_name}",
+            # No person: the job is the system's, and so is its promotion. Who may make a policy promote by
+            # itself is checked where policies are edited (the admin asks for the promote permission).
+            user=None,
             trigger=trigger,
         )
     except JobConflict:

@@ -70,6 +70,9 @@ def test_drift_retrains_and_promotes_only_a_version_that_wins_by_the_margin(
     assert promoted.model_version.status == ModelVersion.Status.PRODUCTION
     deployment = promoted.model_version.deployments_to.get()
     assert "against production" in deployment.reason
+    # Nobody asked for the job: the promotion is the system's, and says which policy started it.
+    assert (deployment.actor, deployment.system) == (None, True)
+    assert "training policy: drift" in deployment.reason
 
 
 def _evaluated(rule: AlertRule):

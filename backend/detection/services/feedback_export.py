@@ -5,6 +5,11 @@ threshold it was judged at are right and nothing is missing), or when it has no 
 but every box got one. Box verdicts refine the labels: a wrong box with a class is relabelled, a
 wrong box without one (not an object) is dropped, a right box is kept even below the threshold.
 Images are written as the model saw them (EXIF orientation applied), so labels match the pixels.
+
+Only verdicts of trusted reviewers count (staff, or the `detection.trusted_feedback` permission):
+anyone may judge a detection, and a label is ground truth for the next model. Untrusted verdicts
+(anonymous ones among them) are kept and counted, and exported only when asked for
+(`include_untrusted`); the manifest says which choice made the dataset.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+from django.db.models import Prefetch
 
 from backend.detection.models import Detection, Feedback
 from backend.detection.services.detect import DEFAULT_CONF
@@ -28,7 +35,9 @@ class FeedbackExport:
     directory: Path
     images: int
     boxes: int
-    skipped: int
+    skipped: int  # judged detections the counted verdicts do not settle (or whose image is gone)
+    untrusted: int = 0  # verdicts left out because their author is not a trusted reviewer
+    include_untrusted: bool = False
 
 
 def labelled_boxes(detection: Detection, feedback: list[Feedback]) -> list[tuple[int, list[float]]] | None:
@@ -69,24 +78,32 @@ def yolo_line(class_id: int, xyxyn: list[float]) -> str:
     return f"{class_id} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}"
 
 
-def export_feedback(model_name: str, directory: Path) -> FeedbackExport:
-    """Write images/, labels/, data.yaml and manifest.json under `directory` for the model's judged detections."""
+def export_feedback(model_name: str, directory: Path, *, include_untrusted: bool = False) -> FeedbackExport:
+    """Write images/, labels/, data.yaml and manifest.json under `directory` for the model's judged detections.
+
+    Labels come from trusted reviewers' verdicts only, unless `include_untrusted` (anonymous ones too).
+    """
     model = RegisteredModel.objects.named(model_name)
     latest = model.versions.order_by("-version").first()
     class_names = list((latest.metadata or {}).get("class_names") or model.class_names) if latest else []
     images_dir, labels_dir = directory / "images", directory / "labels"
     images_dir.mkdir(parents=True, exist_ok=True)
     labels_dir.mkdir(parents=True, exist_ok=True)
+    counted = Feedback.objects.all() if include_untrusted else Feedback.objects.trusted()
+    judged = Detection.objects.filter(model_version__model=model, feedback__isnull=False)
+    untrusted = 0 if include_untrusted else Feedback.objects.untrusted().filter(detection__in=judged).count()
     detections = (
-        Detection.objects.filter(model_version__model=model, feedback__isnull=False, image_deleted_at__isnull=True)
+        judged.filter(image_deleted_at__isnull=True)
         .exclude(image="")
         .distinct()
-        .prefetch_related("feedback")
+        .prefetch_related(Prefetch("feedback", queryset=counted, to_attr="counted_feedback"))
         .order_by("created_at")
     )
     manifest, boxes, skipped = [], 0, 0
     for detection in detections:
-        labels = labelled_boxes(detection, list(detection.feedback.all()))
+        if not detection.counted_feedback:
+            continue  # judged by untrusted people only: counted in `untrusted`, not an unsettled image
+        labels = labelled_boxes(detection, detection.counted_feedback)
         if labels is None:
             skipped += 1
             continue
@@ -103,6 +120,17 @@ def export_feedback(model_name: str, directory: Path) -> FeedbackExport:
     (directory / "data.yaml").write_text(
         f"path: {directory.resolve()}\ntrain: images\nval: images\nnames: {json.dumps(class_names)}\n"
     )
-    (directory / "manifest.json").write_text(json.dumps({"model": model_name, "images": manifest}, indent=2))
-    logger.info("detection.feedback_exported model=%s images=%d skipped=%d", model_name, len(manifest), skipped)
-    return FeedbackExport(directory=directory, images=len(manifest), boxes=boxes, skipped=skipped)
+    summary = {"model": model_name, "include_untrusted": include_untrusted, "untrusted_verdicts_left_out": untrusted}
+    (directory / "manifest.json").write_text(json.dumps({**summary, "images": manifest}, indent=2))
+    logger.info(
+        "detection.feedback_exported model=%s images=%d skipped=%d untrusted_left_out=%d include_untrusted=%s",
+        model_name, len(manifest), skipped, untrusted, include_untrusted,
+    )  # fmt: skip
+    return FeedbackExport(
+        directory=directory,
+        images=len(manifest),
+        boxes=boxes,
+        skipped=skipped,
+        untrusted=untrusted,
+        include_untrusted=include_untrusted,
+    )

@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from backend.detection.models import Batch, Detection
 from backend.detection.tasks import purge_old_images
+from tests.factories import UserFactory
 from tests.helpers import wait_until
 from tests.support import image_bytes, synthetic_photo
 
@@ -150,9 +151,12 @@ def test_feedback_is_exported_as_yolo_labels(serve_trained, trained_detector, tm
     first, second = with_boxes[:2]
     unjudged = [a for a in answers if a not in (first, second)]
 
+    reviewer = APIClient()  # labels come from trusted reviewers (staff here); anonymous verdicts are left out
+    reviewer.force_authenticate(UserFactory(username="reviewer", staff=True))
+
     def feedback(detection, **payload):
         url = f"/api/v1/detections/{detection['id']}/feedback/"
-        assert client.post(url, payload, format="json").status_code == 201
+        assert reviewer.post(url, payload, format="json").status_code == 201
 
     # First image: right at threshold 0 (all boxes kept), but box 0 is really a triangle.
     feedback(first, verdict="correct", min_confidence=0.0)

@@ -96,9 +96,16 @@ def test_management_commands_register_promote_roll_back_and_list(model_files, un
     assert first.metrics == {"mAP50": 0.61}
 
     call_command("promote", unique_name, "1", stdout=out)
-    call_command("promote", unique_name, "2", stdout=out)
+    call_command("promote", unique_name, "2", "--reason", "retrained", stdout=out)
     call_command("rollback", unique_name, stdout=out)
     assert ModelVersion.objects.get(model__name=unique_name, status="production").version == 1
+    # The commands act as the system, and the deployments say which command and why.
+    history = Deployment.objects.filter(model__name=unique_name).order_by("created_at", "id")
+    assert [(d.system, d.actor, d.reason) for d in history] == [
+        (True, None, "manage.py promote: promoted from the command line"),
+        (True, None, "manage.py promote: retrained"),
+        (True, None, "manage.py rollback: rolled back from the command line"),
+    ]
 
     listing = StringIO()
     call_command("list_versions", unique_name, stdout=listing)

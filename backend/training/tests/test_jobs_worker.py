@@ -47,8 +47,9 @@ def staff_api(user) -> APIClient:
     return client
 
 
-def test_detection_job_trains_registers_and_promotes(celery_worker_process, staff_user, unique_name):
-    response = staff_api(staff_user).post(
+def test_detection_job_trains_registers_and_promotes(celery_worker_process, admin_user, unique_name):
+    # auto_promote needs the registry's promote permission: the superuser holds it.
+    response = staff_api(admin_user).post(
         "/api/v1/training-jobs/",
         {
             "kind": "detection",
@@ -83,7 +84,8 @@ def test_detection_job_trains_registers_and_promotes(celery_worker_process, staf
     assert version.package_versions["ultralytics"]
     assert {"onnx", "weights", "reference", "data_manifest"} <= set(version.artifacts)
     assert job.comparison["verdict"] == "no_baseline" == version.comparison["verdict"]
-    assert version.deployments_to.get().actor == staff_user
+    deployment = version.deployments_to.get()
+    assert (deployment.actor, deployment.system) == (admin_user, False)
 
     # The MLflow run, read with MLflow's own client.
     run = mlflow_client().get_run(job.mlflow_run_id)

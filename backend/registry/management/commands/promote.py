@@ -6,7 +6,10 @@ from mlops.exceptions import MlopsError
 
 
 class Command(BaseCommand):
-    help = "Promote a model version to production (smoke test first; refused attempts are recorded)."
+    help = (
+        "Promote a model version to production (smoke test first; refused attempts are recorded). "
+        "Runs as the system: the deployment is recorded as the product's own, with the reason given."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("name")
@@ -16,7 +19,8 @@ class Command(BaseCommand):
     def handle(self, *args, name, version, reason, **options):
         try:
             target = ModelVersion.objects.select_related("model").get(model__name=name, version=version)
-            deployment = promote_version(target, reason=reason)
+            # No actor: whoever can run manage.py already holds the whole installation; the row says "system".
+            deployment = promote_version(target, actor=None, reason=f"manage.py promote: {reason}")
         except ModelVersion.DoesNotExist as exc:
             raise CommandError(f"{name} has no version {version}") from exc
         except MlopsError as exc:

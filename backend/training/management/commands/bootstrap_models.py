@@ -76,6 +76,8 @@ class Command(BaseCommand):
                 params=plan.params,
                 auto_promote=True,
                 dedupe_key=f"bootstrap:{plan.model_name}",
+                # No person asked: the job promotes as the system, and its deployment says so.
+                trigger="bootstrap_models: the first model of a fresh install",
             )
         except services.JobConflict:
             return "another bootstrap queued it just now; nothing to do"

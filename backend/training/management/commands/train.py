@@ -36,7 +36,11 @@ class Command(BaseCommand):
         parser.add_argument("--params", default="", help="More trainer params as JSON, e.g. '{\"batch\": 8}'.")
         parser.add_argument("--target", choices=["detection", "tabular"], help="Search: the kind of model to tune.")
         parser.add_argument("--trials", type=int, help="Search: number of Optuna trials.")
-        parser.add_argument("--promote", action="store_true", help="Promote the new version if its smoke test passes.")
+        parser.add_argument(
+            "--promote",
+            action="store_true",
+            help="Promote the new version if it beats production and passes its smoke test (recorded as the system's).",
+        )
         parser.add_argument("--wait", action="store_true", help="Follow the job until it ends.")
         parser.add_argument("--timeout", type=float, default=0, help="With --wait: give up after this many seconds.")
 
@@ -49,6 +53,8 @@ class Command(BaseCommand):
                 dataset=options["dataset"],
                 params=params,
                 auto_promote=options["promote"],
+                # No person asked (manage.py runs as the installation): with --promote it promotes as the system.
+                trigger="manage.py train" + (" --promote" if options["promote"] else ""),
             )
         except MlopsError as exc:
             raise CommandError(exc.message) from exc
