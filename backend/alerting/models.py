@@ -307,6 +307,11 @@ class RollbackPolicy(models.Model):
         default=0.05, help_text="Roll back above the previous version's error rate plus this."
     )
     latency_ratio = models.FloatField(default=2.0, help_text="Roll back above the previous version's p95 times this.")
+    latency_grace_seconds = models.PositiveIntegerField(
+        default=120,
+        help_text="Latency is judged only this long after the promotion: the first answers of a fresh version "
+        "wait for it to load and warm up. Errors are judged from the first second.",
+    )
 
     class Meta:
         verbose_name_plural = "rollback policies"
@@ -320,11 +325,13 @@ class RollbackPolicy(models.Model):
         policy = cls.objects.filter(model=model).first() or cls.objects.filter(model__isnull=True).first()
         return policy if policy is not None and policy.enabled else None
 
-    def limits(self):
+    def limits(self, *, judge_latency: bool = True):
         from mlops.alerting.release import ReleaseLimits
 
         return ReleaseLimits(
-            min_requests=self.min_requests, error_rate_margin=self.error_rate_margin, latency_ratio=self.latency_ratio
+            min_requests=self.min_requests,
+            error_rate_margin=self.error_rate_margin,
+            latency_ratio=self.latency_ratio if judge_latency else None,
         )
 
 

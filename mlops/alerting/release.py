@@ -41,7 +41,7 @@ class ReleaseLimits:
 
     min_requests: int = 10  # fewer answered or failed requests than this: nothing to judge yet
     error_rate_margin: float = 0.05  # roll back above the baseline's error rate plus this
-    latency_ratio: float = 2.0  # roll back above the baseline's p95 times this
+    latency_ratio: float | None = 2.0  # roll back above the baseline's p95 times this (None: latency not judged)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def judge_release(baseline: Traffic, current: Traffic, limits: ReleaseLimits) ->
             f"error rate {current.error_rate:.1%} over {current.total} requests, above the previous version's "
             f"{baseline.error_rate or 0.0:.1%} + {limits.error_rate_margin:.1%}"
         )
-    if baseline.latency_p95_ms and current.latency_p95_ms is not None:
+    if limits.latency_ratio and baseline.latency_p95_ms and current.latency_p95_ms is not None:
         ceiling = baseline.latency_p95_ms * limits.latency_ratio
         if current.latency_p95_ms > ceiling:
             reasons.append(

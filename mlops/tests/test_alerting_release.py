@@ -23,3 +23,9 @@ def test_latency_is_judged_as_a_ratio_of_the_previous_p95():
     verdict = judge_release(Traffic(100, 0, 40.0), Traffic(50, 0, 81.0), LIMITS)
     assert verdict.breached and verdict.reasons == ["latency p95 81 ms, above 2 x the previous version's 40 ms"]
     assert not judge_release(Traffic(0, 0, None), Traffic(50, 0, 900.0), LIMITS).breached  # no baseline latency
+
+
+def test_latency_can_be_left_unjudged():
+    warming = ReleaseLimits(min_requests=10, latency_ratio=None)
+    assert not judge_release(Traffic(100, 0, 40.0), Traffic(50, 0, 4000.0), warming).breached
+    assert judge_release(Traffic(100, 0, 40.0), Traffic(40, 10, 4000.0), warming).breached  # errors still count

@@ -84,14 +84,18 @@ def check_watch(watch_id: int, *, now: datetime | None = None, chain: bool = Tru
     policy = RollbackPolicy.for_model(watch.model)
     if policy is None:
         return _finish(watch, DeploymentWatch.State.PASSED, now, reason="rollback policy switched off")
-    start = max(watch.started_at, now - timedelta(minutes=policy.judge_minutes))
+    warm = now - watch.started_at >= timedelta(seconds=policy.latency_grace_seconds)
+    # Once warm, latency is read from the end of the grace: the loading and warming answers are not
+    # the version's own pace.
+    since = watch.started_at + timedelta(seconds=policy.latency_grace_seconds) if warm else watch.started_at
+    start = max(since, now - timedelta(minutes=policy.judge_minutes))
     current = traffic(watch.model, watch.deployment.to_version_id, start, now)
     baseline = Traffic(
         requests=watch.baseline["requests"],
         errors=watch.baseline["errors"],
         latency_p95_ms=watch.baseline.get("latency_p95_ms"),
     )
-    verdict = judge_release(baseline, current, policy.limits())
+    verdict = judge_release(baseline, current, policy.limits(judge_latency=warm))
     latest = {"at": now.isoformat(), "traffic": current.as_dict(), "judged": verdict.judged, "reasons": verdict.reasons}
     DeploymentWatch.objects.filter(pk=watch.pk).update(latest=latest, last_checked_at=now, checks=watch.checks + 1)
     if verdict.breached:
@@ -139,7 +143,8 @@ def _roll_back(watch: DeploymentWatch, reasons: str, now: datetime) -> str:
     version = watch.deployment.to_version
     reason = f"automatic rollback of {version.semantic_label}: {reasons}"
     try:
-        rollback = rollback_model(watch.model, reason=reason, automatic=True)
+        # No actor: the product's own decision, recorded as the system's (Deployment.system).
+        rollback = rollback_model(watch.model, actor=None, reason=reason, automatic=True)
     except MlopsError as exc:
         DeploymentWatch.objects.filter(pk=watch.pk).update(reason=f"{reasons}; rollback refused: {exc.message}")
         logger.error("alerting.rollback_refused model=%s error=%s", watch.model.name, exc.message)
