@@ -12,6 +12,15 @@ from __future__ import annotations
 from celery import current_app
 from celery.result import AsyncResult
 
+from mlops.exceptions import MlopsError
+
+
+class QueueUnavailable(MlopsError):
+    """The broker refused a task: the work was not started (what asked for it says so, and was not lost)."""
+
+    code = "queue_unavailable"
+    status = 503
+
 
 def send_task(
     name: str,

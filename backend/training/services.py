@@ -15,7 +15,7 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from backend.core import metrics
-from backend.core.queue import send_task
+from backend.core.queue import QueueUnavailable, send_task
 from backend.registry.services import require_promote_permission
 from backend.training.job_requests import (
     AUTO_PROMOTE_DOING,
@@ -36,6 +36,9 @@ Status = TrainingJob.Status
 
 # The name of the task that runs a job (tasks.run_job); CELERY_TASK_ROUTES sends it to the `training` queue.
 RUN_JOB_TASK = "training.run_job"
+
+
+BROKER_UNAVAILABLE = "broker_unavailable"
 
 
 class JobConflict(MlopsError):
@@ -89,6 +92,14 @@ def start_job(
         raise JobConflict(f"a job with key {dedupe_key!r} is already queued or running") from exc
     logger.info("training.job_created job=%s kind=%s model=%s dataset=%s", job.pk, kind, job.model_name, job.dataset)
     transaction.on_commit(lambda: enqueue_job(job.pk))
+    if not transaction.get_connection().in_atomic_block:  # committed, and the message sent (or refused) already
+        job.refresh_from_db()
+        if job.status == Status.FAILED and job.error_code == BROKER_UNAVAILABLE:
+            raise QueueUnavailable(
+                f"The task queue does not answer: training job #{job.pk} could not be started (it is kept, "
+                "failed, with the reason). Try again when the queue is back.",
+                details={"job": job.pk},
+            )
     return job
 
 
@@ -106,7 +117,7 @@ def enqueue_job(job_id: int) -> bool:
         finish_failed(
             job_id,
             message=f"the job could not be queued: the broker refused the message ({type(exc).__name__}: {exc})",
-            code="broker_unavailable",
+            code=BROKER_UNAVAILABLE,
             from_statuses=(Status.QUEUED,),
         )
         logger.exception("training.enqueue_failed job=%s", job_id)

@@ -23,7 +23,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from backend.core.queue import send_task
+from backend.core.queue import QueueUnavailable, send_task
 from backend.core.services import record_prediction_error
 from backend.detection.models import Batch, Detection, Source
 from backend.detection.services.detect import DetectionParams, detect_image
@@ -41,11 +41,6 @@ MAX_COMPRESSION_RATIO = 100  # JPEG and PNG barely shrink; an entry that inflate
 MAX_NAME = 255
 ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
-
-
-class QueueUnavailable(MlopsError):
-    code = "queue_unavailable"
-    status = 503
 
 
 def _is_image_name(name: str) -> bool:
