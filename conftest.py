@@ -116,7 +116,7 @@ def unique_name(request):
 @pytest.fixture(autouse=True)
 def generous_anon_rate(settings):
     """Tests post many anonymous requests; the throttle has its own tests with a tight rate."""
-    settings.API_ANON_RATE = settings.API_USER_RATE = "100000/min"
+    settings.API_ANON_RATE = settings.API_USER_RATE = settings.API_READBACK_RATE = "100000/min"
 
 
 @pytest.fixture

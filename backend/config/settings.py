@@ -372,6 +372,8 @@ PREDICTION_IMAGE_RETENTION_DAYS = env.int("PREDICTION_IMAGE_RETENTION_DAYS", def
 API_ANON_RATE = env.str("API_ANON_RATE", default="120/min")
 API_USER_RATE = env.str("API_USER_RATE", default="1200/min")
 API_FALLBACK_RATE = env.str("API_FALLBACK_RATE", default="60/min")
+# Pictures read back (annotated, heatmap, image, thumbnail), per caller.
+API_READBACK_RATE = env.str("API_READBACK_RATE", default="300/min")
 
 # --- Shadow mode (monitoring) ---------------------------------------------------------------
 # A model's staging version answers a sample of live predictions again on the monitoring worker

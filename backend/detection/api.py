@@ -38,7 +38,7 @@ from backend.detection.services import batches, detect, feedback, pictures
 from backend.serving.api import TimedView
 from backend.serving.serializers import ModelInfoSerializer
 from backend.serving.services import Requester, model_info
-from backend.serving.throttling import PredictionThrottle
+from backend.serving.throttling import PredictionThrottle, ReadBackThrottle
 
 ERRORS = {
     400: OpenApiResponse(ErrorResponseSerializer, description="Invalid input; the body names the field."),
@@ -72,6 +72,7 @@ class PictureView(APIView):
 
     permission_classes = [AllowAny]
     renderer_classes = [JSONRenderer, ImageRenderer]
+    throttle_classes = [ReadBackThrottle]
 
     def handle_exception(self, exc):
         self.request.accepted_renderer = JSONRenderer()

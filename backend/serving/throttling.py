@@ -36,26 +36,36 @@ class PredictionThrottle(BaseThrottle):
     """A fixed-window counter per caller: one atomic INCR (with its expiry) per request in the
     shared cache, the same count in every web process."""
 
+    scope = "predictions"
+    anon_rate_setting, user_rate_setting = "API_ANON_RATE", "API_USER_RATE"
+
     def allow_request(self, request, view) -> bool:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            identity, rate = f"user:{user.pk}", settings.API_USER_RATE
+            identity, rate = f"user:{user.pk}", getattr(settings, self.user_rate_setting)
         else:
-            identity, rate = f"anon:{client_address(request)}", settings.API_ANON_RATE
+            identity, rate = f"anon:{client_address(request)}", getattr(settings, self.anon_rate_setting)
         limit, period = parse_rate(rate)
         now = time.time()
         window = int(now // period)
         self.wait_seconds = (window + 1) * period - now
-        key = f"throttle:predictions:{identity}:{period}:{window}"
+        key = f"throttle:{self.scope}:{identity}:{period}:{window}"
         try:
             count = _increment(key, period + 1)
         except Exception:  # noqa: BLE001  (a cache outage must not take the prediction API down with it)
             logger.warning("throttle.cache_unavailable key=%s: per-process fallback limit", key)
-            return _fallback.allow(identity, now)
+            return _fallback.allow(f"{self.scope}:{identity}", now)
         return count <= limit
 
     def wait(self) -> float | None:
         return getattr(self, "wait_seconds", None)
+
+
+class ReadBackThrottle(PredictionThrottle):
+    """Pictures read back (annotated, heatmap, image, thumbnail): API_READBACK_RATE for everyone."""
+
+    scope = "readbacks"
+    anon_rate_setting = user_rate_setting = "API_READBACK_RATE"
 
 
 def _increment(key: str, timeout: int) -> int:
