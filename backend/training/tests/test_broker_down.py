@@ -27,8 +27,8 @@ def broker_down():
 
 
 def _reconnect(url: str) -> None:
+    """New pools for the new URL; the old URL's pools stay open in kombu's registry for the way back."""
     celery_app.conf.broker_url = url
-    celery_app.pool.force_close_all()
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
 
