@@ -168,8 +168,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
         else:
             title = "Promote to production"
         if "confirm" not in request.POST:
+            current = version.model.production_version
             return self._confirmation(
-                request, "promote_to_production", title, version, version.model.production_version
+                request, "promote_to_production", title, version, current, pins={"expected_from": current}
             )
         reason = request.POST.get("reason", "")
         if settings.REGISTRY_REQUIRE_APPROVAL:
@@ -179,7 +180,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 f"Promotion of {version} requested; another staff user must approve it.",
             )  # fmt: skip
         return self._run(
-            request, version, lambda: services.promote_version(version, actor=request.user, reason=reason),
+            request, version,
+            lambda: services.promote_version(
+                version, actor=request.user, reason=reason,
+                expected_from=_confirmed_version(request, "expected_from", version.model),
+            ),
             f"Promoted {version} to production: {reason}", f"{version} is now in production.",
         )  # fmt: skip
 
@@ -208,10 +213,22 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, f"{model} has no earlier production version.", messages.ERROR)
             return None
         if "confirm" not in request.POST:
-            return self._confirmation(request, "roll_back", f"Roll back {model}", target, current)
+            pins = {"expected_from": current, "expected_to": target}
+            return self._confirmation(request, "roll_back", f"Roll back {model}", target, current, pins=pins)
         reason = request.POST.get("reason", "")
+
+        def roll_back():
+            # What the page showed is what runs: from and to as confirmed, or nothing (production moved).
+            pinned_from = _confirmed_version(request, "expected_from", model)
+            pinned_to = _confirmed_version(request, "expected_to", model)
+            return services.rollback_model(
+                model, actor=request.user, reason=reason,
+                expected_from=None if pinned_from is services.UNCHECKED else pinned_from,
+                expected_to=None if pinned_to is services.UNCHECKED else pinned_to,
+            )  # fmt: skip
+
         return self._run(
-            request, target, lambda: services.rollback_model(model, actor=request.user, reason=reason),
+            request, target, roll_back,
             f"Rolled back {model} from {current} to {target}: {reason}", f"{model} rolled back to {target}.",
         )  # fmt: skip
 
@@ -234,7 +251,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         self.message_user(request, success_message, messages.SUCCESS)
         return None
 
-    def _confirmation(self, request, action: str, title: str, candidate, current):
+    def _confirmation(self, request, action: str, title: str, candidate, current, *, pins: dict):
         names = sorted(set(candidate.metrics) | set(current.metrics if current else {}))
         rows = [
             {
@@ -254,8 +271,24 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
             "approval_required": settings.REGISTRY_REQUIRE_APPROVAL and action == "promote_to_production",
+            # Hidden fields: the versions this page shows, checked again when it is confirmed.
+            "pins": [(name, version.pk if version else "") for name, version in pins.items()],
         }
         return TemplateResponse(request, "admin/registry/confirm_deployment.html", context)
+
+
+def _confirmed_version(request, field: str, model: RegisteredModel):
+    """The version a confirmation page pinned in a hidden field; None when it showed none, UNCHECKED when
+    the POST has no such field (a hand-made request acts on the registry as it is then)."""
+    if field not in request.POST:
+        return services.UNCHECKED
+    value = request.POST[field]
+    if not value:
+        return None
+    version = model.versions.filter(pk=value).first() if value.isdigit() else None
+    if version is None:
+        raise services.RegistryConflict(f"the confirmed version #{value} is not a version of {model}")
+    return version
 
 
 @admin.register(Deployment)

@@ -17,7 +17,9 @@ from backend.registry.serializers import (
     PromotionRequestSerializer,
     ReasonSerializer,
     RegisteredModelSerializer,
+    RollbackSerializer,
 )
+from mlops.exceptions import NotFound
 
 
 class ModelList(generics.ListAPIView):
@@ -125,13 +127,41 @@ class StageVersion(APIView):
 
 
 class RollbackModel(APIView):
-    """Put back the version that was in production before the current one."""
+    """Put back the version that was in production before the current one.
+
+    `from_version` (and `to_version`) pin the step the caller saw: when production moved meanwhile,
+    nothing changes and the answer is 409 `production_moved`.
+    """
 
     permission_classes = [CanPromote]
 
-    @extend_schema(request=ReasonSerializer, responses={200: DeploymentSerializer})
+    @extend_schema(
+        request=RollbackSerializer,
+        responses={
+            200: DeploymentSerializer,
+            404: OpenApiResponse(description="No such model, or no such version as `from_version` / `to_version`."),
+            409: OpenApiResponse(description="Nothing to roll back to, production moved meanwhile, smoke test failed."),
+        },
+    )
     def post(self, request, name: str):
-        reason = _reason(request)
+        serializer = RollbackSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
         model = RegisteredModel.objects.named(name)
-        deployment = services.rollback_model(model, actor=request.user, reason=reason)
+        deployment = services.rollback_model(
+            model,
+            actor=request.user,
+            reason=data["reason"],
+            expected_from=_version_of(model, data.get("from_version")),
+            expected_to=_version_of(model, data.get("to_version")),
+        )
         return Response(DeploymentSerializer(deployment).data)
+
+
+def _version_of(model: RegisteredModel, number: int | None) -> ModelVersion | None:
+    if number is None:
+        return None
+    version = model.versions.filter(version=number).first()
+    if version is None:
+        raise NotFound(f"{model.name} has no version {number}")
+    return version

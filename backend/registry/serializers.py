@@ -92,3 +92,12 @@ class PromotionRequestSerializer(serializers.ModelSerializer):
 
 class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class RollbackSerializer(ReasonSerializer):
+    """A rollback may name the step it expects (version numbers): refused with 409 when production moved."""
+
+    from_version = serializers.IntegerField(
+        required=False, min_value=1, help_text="The production version this rollback goes back from."
+    )
+    to_version = serializers.IntegerField(required=False, min_value=1, help_text="The version it goes back to.")

@@ -171,6 +171,16 @@ def smoke_test_version(version: ModelVersion) -> dict:
     return asdict(result)
 
 
+class _Unchecked:
+    """The default of `expected_from`: the caller pins nothing (None would mean "no production version")."""
+
+    def __repr__(self) -> str:
+        return "UNCHECKED"
+
+
+UNCHECKED = _Unchecked()
+
+
 def promote_version(
     version: ModelVersion,
     *,
@@ -178,73 +188,138 @@ def promote_version(
     reason: str = "",
     action: str = Deployment.Action.PROMOTE,
     approved_by=None,
+    expected_from: ModelVersion | _Unchecked | None = UNCHECKED,
 ) -> Deployment:
     """Make `version` its model's production version, or record why not and raise SmokeTestFailed.
 
     `actor` (and `approved_by`) are the people asking: each needs the promote permission, checked here
     for every path (PromotePermissionRequired). `actor=None` is the product acting by itself (a command,
     a training job no person started, the automatic rollback): allowed, and recorded as such.
+    `expected_from` pins the production version the caller saw (None: none): when production moved
+    meanwhile nothing changes and RegistryConflict (code "production_moved") says so.
     """
     require_promote_permission(actor, approved_by)
-    model = version.model
-    if version.status == ModelVersion.Status.PRODUCTION:
+    if version.status == ModelVersion.Status.PRODUCTION:  # a stale copy is checked again under the lock
         raise RegistryConflict(f"{version} is already in production")
     if settings.REGISTRY_REQUIRE_APPROVAL and action == Deployment.Action.PROMOTE and approved_by is None:
         raise ApprovalRequired("promotion to production needs a request and an approval by another staff user")
+    if expected_from is not UNCHECKED:  # refused before the smoke test too, not only under the lock
+        _check_moved(version.model, version.model.production_version, expected_from)
+    record = {"action": action, "actor": actor, "system": actor is None, "approved_by": approved_by, "reason": reason}
+    return _deploy(version, record, expected_from=expected_from)
 
-    smoke = smoke_test_version(version)
-    record = {
-        "action": action,
-        "actor": actor,
-        "system": actor is None,
-        "approved_by": approved_by,
-        "reason": reason,
-        "smoke_test": smoke,
-    }
-    if not smoke["ok"]:
+
+def rollback_model(
+    model: RegisteredModel,
+    *,
+    actor=None,
+    reason: str = "",
+    automatic: bool = False,
+    expected_from: ModelVersion | None = None,
+    expected_to: ModelVersion | None = None,
+) -> Deployment:
+    """Put back the version that was in production before the current one (found from history).
+
+    The same check as a promotion: `actor` needs the promote permission; None is the system. The
+    rollback is pinned to the step it computed: when production moves before the switch (another
+    promotion or rollback), it is refused (RegistryConflict, code "production_moved") instead of
+    jumping back over the change. `expected_from` / `expected_to` pin the step the caller confirmed.
+    """
+    require_promote_permission(actor, doing="roll back a model")
+    current, target = model.production_version, model.previous_production_version()
+    if target is None:
+        raise RegistryConflict(f"{model.name} has no earlier production version to roll back to")
+    _check_moved(model, current, expected_from if expected_from is not None else UNCHECKED)
+    if expected_to is not None and expected_to.pk != target.pk:
+        raise _moved(f"{model.name} would now roll back to {target}, not to {expected_to}")
+    action = Deployment.Action.AUTO_ROLLBACK if automatic else Deployment.Action.ROLLBACK
+    record = {"action": action, "actor": actor, "system": actor is None, "approved_by": None, "reason": reason}
+    return _deploy(target, record, expected_from=current, rollback=True)
+
+
+def _moved(message: str) -> RegistryConflict:
+    return RegistryConflict(f"production moved meanwhile: {message}; look again and retry", code="production_moved")
+
+
+def _check_moved(model: RegisteredModel, current: ModelVersion | None, expected) -> None:
+    if expected is UNCHECKED or _pk(current) == _pk(expected):
+        return
+    raise _moved(f"{model.name}'s production version is {current or 'none'}, not {expected or 'none'}")
+
+
+def _pk(version: ModelVersion | None) -> int | None:
+    return version.pk if version is not None else None
+
+
+def _deploy(version: ModelVersion, record: dict, *, expected_from, rollback: bool = False) -> Deployment:
+    """The shared path: the smoke test outside any transaction, then the switch under the lock."""
+    record["smoke_test"] = smoke_test_version(version)
+    if not record["smoke_test"]["ok"]:
         _refuse_promotion(version, record)
-    deployment = _move_production_pointer(version, record)
+    deployment = _move_production_pointer(version, record, expected_from=expected_from, rollback=rollback)
     logger.info(
         "registry.promoted model=%s action=%s from=%s to=%s",
-        model.name,
-        action,
+        version.model.name,
+        record["action"],
         deployment.from_version and deployment.from_version.semantic_label,
         version.semantic_label,
     )
     return deployment
 
 
+def _lock_model(model_id: int) -> RegisteredModel:
+    """Every change of a model's versions takes its row first, so they queue here in one order.
+
+    FOR NO KEY UPDATE: it serialises the registry's writers but lets rows that merely reference the
+    model or a version (prediction logs, refused deployments) be inserted meanwhile.
+    """
+    return RegisteredModel.objects.select_for_update(no_key=True).get(pk=model_id)
+
+
 def _refuse_promotion(version: ModelVersion, record: dict) -> None:
     """A failed smoke test: a failed Deployment row says why; production is not touched."""
     detail = record["smoke_test"]["detail"]
-    deployment = Deployment.objects.create(
-        model=version.model,
-        from_version=version.model.production_version,
-        to_version=version,
-        succeeded=False,
-        error=f"smoke test failed: {detail}",
-        **record,
-    )
+    with transaction.atomic():
+        _lock_model(version.model_id)  # in the history's order, with the production of that moment
+        deployment = Deployment.objects.create(
+            model_id=version.model_id,
+            from_version=ModelVersion.objects.filter(
+                model_id=version.model_id, status=ModelVersion.Status.PRODUCTION
+            ).first(),
+            to_version=version,
+            succeeded=False,
+            error=f"smoke test failed: {detail}",
+            **record,
+        )
     logger.warning("registry.promotion_refused model=%s version=%s detail=%s", version.model.name, version, detail)
     raise SmokeTestFailed(f"{version} failed its smoke test: {detail}", details={"deployment": deployment.pk})
 
 
-def _move_production_pointer(version: ModelVersion, record: dict) -> Deployment:
+def _move_production_pointer(version: ModelVersion, record: dict, *, expected_from, rollback: bool) -> Deployment:
     """In one transaction with the rows locked: archive the old production version, mark the new one,
-    write the Deployment row; `version_promoted` goes out on commit."""
+    write the Deployment row; `version_promoted` goes out on commit.
+
+    What the caller decided from is checked again here, where nothing can move: the production version
+    it expected (`expected_from`), and for a rollback, that history still steps back to `version`.
+    """
     with transaction.atomic():
         # Lock the model row first: concurrent promotions of one model queue here.
-        RegisteredModel.objects.select_for_update().get(pk=version.model_id)
-        target = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        model = _lock_model(version.model_id)
+        target = ModelVersion.objects.select_for_update(no_key=True).get(pk=version.pk)
+        previous = (
+            ModelVersion.objects.select_for_update(no_key=True)
+            .filter(model_id=version.model_id, status=ModelVersion.Status.PRODUCTION)
+            .first()
+        )
+        _check_moved(model, previous, expected_from)
+        if rollback:
+            now = model.previous_production_version()
+            if _pk(now) != target.pk:
+                raise _moved(f"{model.name} would now roll back to {now or 'nothing'}, not to {target}")
         if target.status == ModelVersion.Status.PRODUCTION:
             raise RegistryConflict(f"{target} is already in production")
         if target.artifacts_deleted_at:
             raise RegistryConflict(f"{target}'s artifacts were deleted by retention")
-        previous = (
-            ModelVersion.objects.select_for_update()
-            .filter(model_id=version.model_id, status=ModelVersion.Status.PRODUCTION)
-            .first()
-        )
         if previous is not None:
             previous.status = ModelVersion.Status.ARCHIVED
             previous.save(update_fields=["status"])
@@ -260,33 +335,26 @@ def _move_production_pointer(version: ModelVersion, record: dict) -> Deployment:
     return deployment
 
 
-def rollback_model(model: RegisteredModel, *, actor=None, reason: str = "", automatic: bool = False) -> Deployment:
-    """Put back the version that was in production before the current one (found from history).
-
-    The same check as a promotion: `actor` needs the promote permission; None is the system.
-    """
-    require_promote_permission(actor, doing="roll back a model")
-    target = model.previous_production_version()
-    if target is None:
-        raise RegistryConflict(f"{model.name} has no earlier production version to roll back to")
-    action = Deployment.Action.AUTO_ROLLBACK if automatic else Deployment.Action.ROLLBACK
-    return promote_version(target, actor=actor, reason=reason, action=action)
-
-
 # -- staging and approvals -----------------------------------------------------------------------
 def stage_version(version: ModelVersion) -> ModelVersion:
-    """Mark `version` as the model's staging version (one at a time); MLflow's alias follows."""
-    if version.status == ModelVersion.Status.PRODUCTION:
-        raise RegistryConflict(f"{version} is in production")
+    """Mark `version` as the model's staging version (one at a time); MLflow's alias follows.
+
+    The status is read again under the model's lock: a copy read before a promotion would otherwise
+    demote the production version and leave the model without one.
+    """
     with transaction.atomic():
-        RegisteredModel.objects.select_for_update().get(pk=version.model_id)
-        ModelVersion.objects.filter(model=version.model, status=ModelVersion.Status.STAGING).update(
-            status=ModelVersion.Status.CANDIDATE
-        )
-        version.status = ModelVersion.Status.STAGING
-        version.save(update_fields=["status"])
-        transaction.on_commit(lambda: version_staged.send(sender=ModelVersion, version=version))
-    return version
+        _lock_model(version.model_id)
+        current = ModelVersion.objects.select_related("model").get(pk=version.pk)
+        if current.status == ModelVersion.Status.PRODUCTION:
+            raise RegistryConflict(f"{current} is in production")
+        ModelVersion.objects.filter(model_id=current.model_id, status=ModelVersion.Status.STAGING).exclude(
+            pk=current.pk
+        ).update(status=ModelVersion.Status.CANDIDATE)
+        current.status = ModelVersion.Status.STAGING
+        current.save(update_fields=["status"])
+        transaction.on_commit(lambda: version_staged.send(sender=ModelVersion, version=current))
+    version.status = current.status
+    return current
 
 
 def request_promotion(version: ModelVersion, *, user, reason: str = "") -> PromotionRequest:
