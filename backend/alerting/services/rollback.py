@@ -144,7 +144,8 @@ def _roll_back(watch: DeploymentWatch, reasons: str, now: datetime) -> str:
     reason = f"automatic rollback of {version.semantic_label}: {reasons}"
     try:
         # No actor: the product's own decision, recorded as the system's (Deployment.system).
-        rollback = rollback_model(watch.model, actor=None, reason=reason, automatic=True)
+        # Pinned to the watched version: a newer promotion made meanwhile is not undone by this watch.
+        rollback = rollback_model(watch.model, actor=None, reason=reason, automatic=True, expected_from=version)
     except MlopsError as exc:
         DeploymentWatch.objects.filter(pk=watch.pk).update(reason=f"{reasons}; rollback refused: {exc.message}")
         logger.error("alerting.rollback_refused model=%s error=%s", watch.model.name, exc.message)

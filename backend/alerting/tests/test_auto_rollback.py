@@ -69,8 +69,12 @@ def test_an_error_spike_after_a_promotion_is_rolled_back_within_a_minute(
     assert rolled.to_version_id == good.pk and rolled.from_version_id == broken.pk
     assert "error rate" in rolled.reason
 
-    watch = DeploymentWatch.objects.get(deployment__to_version=broken)
-    assert watch.state == DeploymentWatch.State.ROLLED_BACK and watch.rollback_id == rolled.pk
+    watch = wait_until(
+        lambda: DeploymentWatch.objects.filter(deployment__to_version=broken, rollback__isnull=False).first(),
+        timeout=30,
+        what="the watch to record its rollback",
+    )
+    assert watch.state == DeploymentWatch.State.ROLLED_BACK and watch.rollback_id == rolled.pk, watch.reason
     assert watch.baseline["errors"] == 0 and watch.baseline["requests"] >= 10
     # The good version answers again, and the rollback is an alert.
     wait_until(
