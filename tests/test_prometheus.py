@@ -51,7 +51,7 @@ def _wait_for_http(url: str, process: subprocess.Popen, log: Path, what: str) ->
         assert process.poll() is None, f"{what} exited:\n{log.read_text(errors='replace')[-3000:]}"
         try:
             requests.get(url, headers={"Connection": "close"}, timeout=2)
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or too busy starting to answer in time
             return False
         return True
 
