@@ -1,7 +1,12 @@
-"""Sections that apps above monitoring add to its pages, without monitoring importing them.
+"""Sections that apps add to pages of apps below them, without those apps importing them.
 
-An app registers a function in its AppConfig.ready(); the monitoring pages call `panels` and
-include each template with its context (alerting adds the open alerts and their history).
+An app registers a function in its AppConfig.ready() for a place; the page of that place calls
+`panels` and includes each template with its context:
+
+- "monitoring" (the default): the monitoring pages; sources get `model` (a RegisteredModel on a
+  model's dashboard, None on the list). Alerting adds the open alerts and their history.
+- "promotion": the registry's promotion confirmation page; sources get `model` and `version`
+  (the candidate ModelVersion). Monitoring adds the shadow-mode agreement of the candidate.
 """
 
 from __future__ import annotations
@@ -17,14 +22,17 @@ class Panel:
 
 
 PanelSource = Callable[..., Panel | None]
-_sources: list[PanelSource] = []
+MONITORING = "monitoring"
+PROMOTION = "promotion"
+_sources: dict[str, list[PanelSource]] = {}
 
 
-def register_panel(source: PanelSource) -> None:
-    """source(model=None) -> Panel or None; `model` is a RegisteredModel on a model's dashboard."""
-    if source not in _sources:
-        _sources.append(source)
+def register_panel(source: PanelSource, *, place: str = MONITORING) -> None:
+    """source(**context) -> Panel or None, called with the context its place documents (above)."""
+    sources = _sources.setdefault(place, [])
+    if source not in sources:
+        sources.append(source)
 
 
-def panels(*, model=None) -> list[Panel]:
-    return [panel for source in _sources if (panel := source(model=model)) is not None]
+def panels(*, place: str = MONITORING, model=None, **context) -> list[Panel]:
+    return [panel for source in _sources.get(place, []) if (panel := source(model=model, **context)) is not None]

@@ -1,4 +1,5 @@
-"""Admin: drift settings per model, and the drift reports (read-only) with their HTML report."""
+"""Admin: drift and shadow settings per model, the drift reports (read-only) with their HTML report, and
+the shadow comparisons (read-only)."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -6,7 +7,13 @@ from django.forms import ModelForm
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from backend.monitoring.models import DriftReport, DriftSettings, PerformanceBucket
+from backend.monitoring.models import (
+    DriftReport,
+    DriftSettings,
+    PerformanceBucket,
+    ShadowComparison,
+    ShadowSettings,
+)
 from backend.monitoring.tasks import check_drift
 from mlops.exceptions import InvalidInput
 
@@ -115,6 +122,30 @@ class PerformanceBucketAdmin(admin.ModelAdmin):
     list_filter = ["seconds", "model", "start"]
     list_select_related = ["version__model"]
     date_hierarchy = "start"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ShadowSettings)
+class ShadowSettingsAdmin(admin.ModelAdmin):
+    list_display = ["model", "enabled", "sample_rate"]
+    list_editable = ["enabled", "sample_rate"]
+    list_select_related = ["model"]
+
+
+@admin.register(ShadowComparison)
+class ShadowComparisonAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at", "model", "production_version", "shadow_version", "agreement", "compared", "matched",
+        "mean_delta", "shadow_ms",
+    ]  # fmt: skip
+    list_filter = ["model", "created_at"]
+    list_select_related = ["model", "production_version__model", "shadow_version__model"]
+    date_hierarchy = "created_at"
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -1,4 +1,5 @@
-"""Monitoring API (staff): drift reports, their filters and Evidently's HTML report; model performance."""
+"""Monitoring API (staff): drift reports, their filters and Evidently's HTML report; model performance;
+shadow-mode agreement."""
 
 from __future__ import annotations
 
@@ -18,7 +19,12 @@ from rest_framework.views import APIView
 
 from backend.core.serializers import ErrorResponseSerializer
 from backend.monitoring.models import DriftReport, PerformanceBucket
-from backend.monitoring.serializers import DriftReportSerializer, PerformanceBucketSerializer
+from backend.monitoring.serializers import (
+    DriftReportSerializer,
+    PerformanceBucketSerializer,
+    ShadowResponseSerializer,
+)
+from backend.monitoring.services import shadow
 from backend.registry.models import RegisteredModel
 from mlops.exceptions import NotFound
 
@@ -137,6 +143,34 @@ class ModelPerformance(APIView):
         )
         data = PerformanceBucketSerializer(rows, many=True).data
         return Response({"model": model.name, "bucket": bucket, "since": since, "buckets": data})
+
+
+class ModelShadow(APIView):
+    """How a model's staging version agrees with production on the sampled live predictions."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601; default: every comparison"),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="Latest comparisons listed (default 50, 500 max)"),
+        ],
+        responses={200: ShadowResponseSerializer, 404: ErrorResponseSerializer},
+    )
+    def get(self, request, name: str):
+        model = RegisteredModel.objects.named(name)
+        since = _since(request.query_params.get("since"), default=None)
+        raw_limit = request.query_params.get("limit", "50")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
+            raise serializers.ValidationError({"limit": ["A number from 1 to 500."]})
+        body = {
+            "model": model.name,
+            "since": since,
+            "summary": shadow.shadow_summary(model, since),
+            "pairs": shadow.shadow_pairs(model, since),
+            "comparisons": shadow.latest_comparisons(model, since=since, limit=int(raw_limit)),
+        }
+        return Response(ShadowResponseSerializer(body).data)
 
 
 def _since(raw: str | None, *, default):

@@ -1,8 +1,11 @@
-"""Drift: how each production model is watched (DriftSettings) and what each check found (DriftReport)."""
+"""What watches a model: drift (DriftSettings, DriftReport), performance roll-ups (PerformanceBucket) and
+shadow mode (ShadowSettings, ShadowComparison)."""
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from backend.registry.models import ModelVersion, RegisteredModel
@@ -179,3 +182,78 @@ class PerformanceBucket(models.Model):
     def accuracy(self) -> float | None:
         """Share of correct verdicts among the feedback of the bucket (None without feedback)."""
         return round(self.feedback_correct / self.feedback, 4) if self.feedback else None
+
+
+class ShadowSettings(models.Model):
+    """Whether a model's staging version also answers a sample of live predictions, off the request path."""
+
+    model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="shadow_settings")
+    enabled = models.BooleanField(
+        default=False, help_text="Run the staging version on a sample of production's predictions and compare."
+    )
+    sample_rate = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of logged predictions (requests, for tabular calls of many records) compared, 0 to 1.",
+    )
+
+    class Meta:
+        verbose_name_plural = "shadow settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(sample_rate__gte=0.0) & Q(sample_rate__lte=1.0), name="shadow_sample_rate_is_a_share"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"shadow settings of {self.model.name}"
+
+
+class ShadowComparison(models.Model):
+    """One logged prediction answered again by the staging version, and how far the two answers are.
+
+    Detection: one image; `compared` is max(production boxes, shadow boxes), `matched` the boxes
+    matched one to one (same class, IoU >= 0.5), and the deltas are the shadow-minus-production
+    confidence of the `pairs` matched boxes. Tabular: one request's records; `compared` the records,
+    `matched` those with the same label, `mean_delta` the change of the probability of production's
+    label and `mean_abs_delta` the mean absolute probability difference, over `pairs` (= records).
+    mlops.monitoring.shadow defines every number.
+    """
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="shadow_comparisons")
+    production_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    shadow_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="shadow_comparisons")
+    prediction_ref = models.CharField(
+        max_length=64, help_text="The Detection's id, or the request id of the tabular records compared."
+    )
+    compared = models.PositiveIntegerField(default=0)
+    matched = models.PositiveIntegerField(default=0)
+    agreement = models.FloatField(help_text="Box match share, or label agreement, of this prediction (0 to 1).")
+    pairs = models.PositiveIntegerField(default=0, help_text="How many pairs mean_delta averages over.")
+    mean_delta = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Shadow minus production: confidence of matched boxes, or probability of production's label.",
+    )
+    mean_abs_delta = models.FloatField(
+        null=True, blank=True, help_text="The same in absolute value; tabular: over every class's probability."
+    )
+    details = models.JSONField(default=dict, blank=True, help_text="Everything the comparison computed.")
+    shadow_ms = models.FloatField(default=0.0, help_text="The staging version's own predict time.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A redelivered task compares the same prediction again: the second row is refused.
+            models.UniqueConstraint(fields=["shadow_version", "prediction_ref"], name="shadow_one_row_per_prediction"),
+        ]
+        indexes = [
+            # Summary: the comparisons of one version pair since a moment.
+            models.Index(fields=["shadow_version", "production_version", "created_at"], name="shadow_pair_time_idx"),
+            # API and dashboard: a model's latest comparisons, its pairs over a period.
+            models.Index(fields=["model", "created_at"], name="shadow_model_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"shadow {self.shadow_version_id} vs {self.production_version_id} on {self.prediction_ref}"

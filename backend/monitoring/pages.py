@@ -1,4 +1,5 @@
-"""Monitoring pages (staff): every model's health at a glance, one model's dashboard, a drift report."""
+"""Monitoring pages (staff): every model's health at a glance, one model's dashboard, a drift report;
+and the shadow-mode panel of the registry's promotion confirmation page (backend.core.panels)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
-from backend.core.panels import panels
+from backend.core.panels import Panel, panels
 from backend.monitoring import charts
 from backend.monitoring.models import DriftReport
 from backend.monitoring.services import dashboard as boards
+from backend.monitoring.services.shadow import shadow_summary
 from backend.registry.models import Deployment, RegisteredModel
 from mlops.exceptions import ModelNotFound
 
@@ -33,6 +35,7 @@ def model_dashboard(request, name: str):
         "board": board,
         "charts": _charts(board),
         "spans": list(boards.SPANS),
+        "shadow": {"summary": board.shadow},
         "panels": panels(model=model),
         "title": f"{model.name} · monitoring",
         "nav": "monitoring",
@@ -91,3 +94,10 @@ def drift_report(request, pk: int):
         "nav": "monitoring",
     }
     return render(request, "monitoring/drift_report.html", context)
+
+
+def shadow_promotion_panel(*, model, version, **context) -> Panel:
+    """How the candidate answered in shadow of the current production version (the promotion page)."""
+    current = model.production_version
+    summary = shadow_summary(model, shadow_version=version, production_version=current)
+    return Panel("monitoring/_shadow.html", {"summary": summary, "candidate": version, "model": model})

@@ -3,7 +3,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from backend.monitoring.models import DriftReport, PerformanceBucket
+from backend.monitoring.models import DriftReport, PerformanceBucket, ShadowComparison
 
 
 class ColumnDriftSerializer(serializers.Serializer):
@@ -87,3 +87,71 @@ class PerformanceBucketSerializer(serializers.ModelSerializer):
             "feedback_correct",
             "accuracy",
         ]
+
+
+class VersionRefSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    label = serializers.CharField()
+
+
+class ShadowSummarySerializer(serializers.Serializer):
+    """Agreement of one (production, shadow) pair, pooled over its comparisons (mlops.monitoring.shadow)."""
+
+    model = serializers.CharField()
+    kind = serializers.CharField()
+    production = VersionRefSerializer()
+    shadow = VersionRefSerializer()
+    shadow_is_staging = serializers.BooleanField()
+    since = serializers.DateTimeField(allow_null=True)
+    first_at = serializers.DateTimeField()
+    last_at = serializers.DateTimeField()
+    samples = serializers.IntegerField(help_text="Predictions (images, or tabular calls) answered again.")
+    shadow_ms_mean = serializers.FloatField(allow_null=True, help_text="The shadow version's own predict time.")
+    boxes_compared = serializers.IntegerField(required=False, help_text="Detection: sum of max(boxes) per image.")
+    boxes_matched = serializers.IntegerField(required=False)
+    box_match_share = serializers.FloatField(required=False, allow_null=True, help_text="matched / compared")
+    mean_confidence_delta = serializers.FloatField(
+        required=False, allow_null=True, help_text="Shadow minus production, over matched boxes."
+    )
+    mean_abs_confidence_delta = serializers.FloatField(required=False, allow_null=True)
+    records = serializers.IntegerField(required=False, help_text="Tabular: records compared.")
+    records_agreeing = serializers.IntegerField(required=False)
+    label_agreement = serializers.FloatField(required=False, allow_null=True)
+    mean_probability_delta = serializers.FloatField(
+        required=False, allow_null=True, help_text="Mean absolute difference per class, over records."
+    )
+    mean_label_probability_delta = serializers.FloatField(
+        required=False, allow_null=True, help_text="Shadow minus production, on the label production chose."
+    )
+
+
+class ShadowComparisonSerializer(serializers.ModelSerializer):
+    production_version = serializers.IntegerField(source="production_version.version")
+    shadow_version = serializers.IntegerField(source="shadow_version.version")
+
+    class Meta:
+        model = ShadowComparison
+        fields = [
+            "id",
+            "production_version",
+            "shadow_version",
+            "prediction_ref",
+            "compared",
+            "matched",
+            "agreement",
+            "pairs",
+            "mean_delta",
+            "mean_abs_delta",
+            "details",
+            "shadow_ms",
+            "created_at",
+        ]
+
+
+class ShadowResponseSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    since = serializers.DateTimeField(allow_null=True)
+    summary = ShadowSummarySerializer(allow_null=True, help_text="Current production vs the staging version.")
+    pairs = ShadowSummarySerializer(many=True, help_text="Every version pair compared in the period, latest first.")
+    comparisons = ShadowComparisonSerializer(many=True, help_text="The latest comparisons, newest first.")

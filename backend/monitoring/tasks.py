@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from backend.monitoring.models import DriftSettings
-from backend.monitoring.services import performance
+from backend.monitoring.services import performance, shadow
 
 
 # No retries: a check that cannot run is stored as a failed DriftReport with its reason, and the
@@ -35,3 +35,12 @@ def check_drift_of_production_models() -> list[str]:
 @shared_task(name="monitoring.roll_up_performance")
 def roll_up_performance() -> dict:
     return {str(seconds): written for seconds, written in performance.roll_up().items()}
+
+
+# Shadow mode, one sampled prediction (or tabular call): no retries, a sample that cannot be
+# compared is one sample fewer. Idempotent: a redelivered message saves nothing twice (one row per
+# shadow version and prediction). Its limits stay far below the visibility timeout; the first task
+# of a worker process also loads the staging version.
+@shared_task(name="monitoring.compare_shadow", soft_time_limit=240, time_limit=300)
+def compare_shadow(*, kind: str, model_name: str, prediction_ids: list[str]) -> dict:
+    return shadow.compare_logged(kind=kind, model_name=model_name, prediction_ids=prediction_ids)

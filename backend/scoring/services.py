@@ -2,7 +2,8 @@
 
 The scorer checks every record against the version's feature schema (naming the record and field
 at fault) and assembles columns by feature name in schema order; nothing is logged for a call
-that fails validation.
+that fails validation. Once the rows are committed, `prediction_logged` names them to whoever
+samples predictions (shadow mode).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 
 from backend.core import metrics
 from backend.scoring.models import TabularPrediction
 from backend.serving.loading import ServingVersion
 from backend.serving.services import Requester, inference_slot, served_model
+from backend.serving.signals import prediction_logged
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def score_records(
     _observe(served.version, predictions, latency_s=latency_ms / 1000, inference_s=inference_s)
     request_id = uuid.uuid4()
     names = scorer.feature_names
-    TabularPrediction.objects.bulk_create(
+    rows = TabularPrediction.objects.bulk_create(
         [
             TabularPrediction(
                 request_id=request_id,
@@ -78,12 +81,20 @@ def score_records(
             for index, (record, prediction) in enumerate(zip(records, predictions, strict=True))
         ]
     )
+    ids = [str(row.pk) for row in rows]
+    transaction.on_commit(lambda: _announce(served.name, served.version.id, ids), robust=True)
     logger.debug("scoring.scored model=%s version=%s records=%d", served.name, served.version.label, len(records))
     return ScoringResult(
         request_id=request_id,
         version=served.version,
         predictions=[{"record": index, **p.to_dict()} for index, p in enumerate(predictions)],
         latency_ms=latency_ms,
+    )
+
+
+def _announce(model_name: str, version_id: int, ids: list[str]) -> None:
+    prediction_logged.send(
+        sender=TabularPrediction, kind="tabular", model_name=model_name, version_id=version_id, prediction_ids=ids
     )
 
 

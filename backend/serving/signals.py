@@ -1,7 +1,13 @@
-"""Signals serving sends; receivers (alerting) only enqueue work."""
+"""Signals serving sends, and the one every prediction endpoint sends; receivers only enqueue work."""
 
 from django.dispatch import Signal
 
 # Sent once per failure when a production version failed to load (the first process to record it
 # sends it): model_name, version (the ModelVersion's number), error.
 model_load_failed = Signal()
+
+# Sent by detection and scoring after their prediction log committed (detection: once the answer
+# went out): kind ("detection" or "tabular"), model_name, version_id (the ModelVersion that
+# answered), prediction_ids (Detection ids, or the TabularPrediction ids of one call, as strings).
+# Monitoring samples these for shadow mode; a receiver must be cheap and must never raise.
+prediction_logged = Signal()

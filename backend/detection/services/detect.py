@@ -18,6 +18,7 @@ from pathlib import PurePath
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.utils import timezone
 from PIL import Image
 
@@ -26,6 +27,7 @@ from backend.core.mlops_config import mlops_config
 from backend.detection.models import Detection, Source
 from backend.serving.loading import ServingVersion
 from backend.serving.services import Requester, inference_slot, served_model
+from backend.serving.signals import prediction_logged
 from mlops.exceptions import InputTooLarge
 from mlops.inference.features import image_features
 from mlops.inference.images import decode_image
@@ -127,7 +129,9 @@ def detect_image(
     detection.image.name = _storage_name(detection.id, filename, data)
     detection.latency_ms = round((time.perf_counter() - started) * 1000, 3)
     _observe(served.version, detection)
-    answered = DetectionResult(detection, served.version, functools.partial(_write_log, detection, data, image))
+    answered = DetectionResult(
+        detection, served.version, functools.partial(_write_log, detection, data, image, served.version.model_name)
+    )
     if not defer_log:
         answered.write_log()
     return answered
@@ -144,11 +148,12 @@ def _observe(version: ServingVersion, detection: Detection) -> None:
     )
 
 
-def _write_log(detection: Detection, data: bytes, image: Image.Image) -> None:
+def _write_log(detection: Detection, data: bytes, image: Image.Image, model_name: str) -> None:
     """Compute the image's features, write the upload, then the row; remove the file if the row fails.
 
     The thumbnail is made on first request (pictures.thumbnail_bytes): resizing a large photo costs
-    more than the rest of the bookkeeping together, and most uploads are never listed.
+    more than the rest of the bookkeeping together, and most uploads are never listed. Once the row
+    is committed, `prediction_logged` tells whoever samples predictions (shadow mode).
     """
     detection.features = image_features(image)
     name = default_storage.save(detection.image.name, ContentFile(data))
@@ -158,3 +163,14 @@ def _write_log(detection: Detection, data: bytes, image: Image.Image) -> None:
     except BaseException:
         default_storage.delete(name)
         raise
+    transaction.on_commit(lambda: _announce(detection, model_name), robust=True)
+
+
+def _announce(detection: Detection, model_name: str) -> None:
+    prediction_logged.send(
+        sender=Detection,
+        kind="detection",
+        model_name=model_name,
+        version_id=detection.model_version_id,
+        prediction_ids=[str(detection.pk)],
+    )

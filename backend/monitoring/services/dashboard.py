@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from backend.monitoring.models import DriftReport, PerformanceBucket
+from backend.monitoring.services.shadow import shadow_summary
 from backend.registry.models import Deployment, ModelVersion, RegisteredModel
 
 SPANS = {"6h": (timedelta(hours=6), 60), "24h": (timedelta(hours=24), 3600), "7d": (timedelta(days=7), 3600)}
@@ -63,7 +64,7 @@ def model_health() -> list[ModelHealth]:
 
 @dataclass(frozen=True)
 class Dashboard:
-    """One model's buckets, drift reports and deployments over a span."""
+    """One model's buckets, drift reports, deployments and shadow-mode agreement over a span."""
 
     model: RegisteredModel
     span: str
@@ -72,6 +73,7 @@ class Dashboard:
     buckets: list[PerformanceBucket]
     reports: list[DriftReport]
     deployments: list[Deployment]
+    shadow: dict | None = None
 
     @property
     def class_mix(self) -> list[tuple[str, float]]:
@@ -103,4 +105,5 @@ def dashboard(model: RegisteredModel, span: str) -> Dashboard:
         buckets=list(buckets.select_related("version__model").order_by("start")),
         reports=list(reports.order_by("created_at")),
         deployments=list(deployments.order_by("-created_at")[:50]),
+        shadow=shadow_summary(model, since),
     )
