@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from backend.core.panels import PROMOTION, panels
 from backend.registry import services
 from backend.registry.models import Deployment, ModelVersion, PromotionRequest, RegisteredModel
 from mlops.exceptions import MlopsError
@@ -273,6 +274,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "approval_required": settings.REGISTRY_REQUIRE_APPROVAL and action == "promote_to_production",
             # Hidden fields: the versions this page shows, checked again when it is confirmed.
             "pins": [(name, version.pk if version else "") for name, version in pins.items()],
+            # What apps above the registry add (monitoring: how the candidate did in shadow mode).
+            "panels": panels(place=PROMOTION, model=candidate.model, version=candidate),
         }
         return TemplateResponse(request, "admin/registry/confirm_deployment.html", context)
 

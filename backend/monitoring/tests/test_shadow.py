@@ -122,6 +122,12 @@ def test_staged_tabular_version_answers_every_call_again_and_agreement_matches_t
     (panel,) = [p for p in panels(place=PROMOTION, model=production.model, version=staged) if "shadow" in p.template]
     assert panel.context["summary"]["label_agreement"] == summary["label_agreement"]
     assert f"{summary['label_agreement']:.3f}" in render_to_string(panel.template, {"panel": panel.context})
+    admin = Client()
+    admin.force_login(UserFactory(superuser=True))
+    confirmation = admin.post(
+        "/admin/registry/modelversion/", {"action": "promote_to_production", "_selected_action": [staged.pk]}
+    ).content.decode()
+    assert 'id="shadow-agreement"' in confirmation and f"{summary['label_agreement']:.3f}" in confirmation
 
 
 # -- detection ------------------------------------------------------------------------------------
