@@ -110,7 +110,7 @@ class NotificationList(generics.ListAPIView):
         parameters=[
             OpenApiParameter("status", OpenApiTypes.STR, enum=Notification.Status.values),
             OpenApiParameter("channel", OpenApiTypes.STR, description="Channel name."),
-            OpenApiParameter("alert", OpenApiTypes.INT),
+            OpenApiParameter("alert", {"type": "integer", "minimum": 0}, description="Alert id."),
             OpenApiParameter("event", OpenApiTypes.STR, description="alert.firing, version.promoted..."),
         ]
     )

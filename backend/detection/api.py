@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.parsers import MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -51,7 +51,9 @@ PREDICTION_ERRORS = {
     503: OpenApiResponse(ErrorResponseSerializer, description="No version in production, or it cannot load."),
 }
 MIN_CONFIDENCE = OpenApiParameter(
-    "min_confidence", OpenApiTypes.FLOAT, description="Draw only boxes at or above this confidence (default 0)."
+    "min_confidence",
+    {"type": "number", "minimum": 0, "maximum": 1},
+    description="Draw only boxes at or above this confidence (default 0).",
 )
 
 
@@ -126,6 +128,7 @@ class UploadListCreate(TimedView):
 
     permission_classes = [CreateOpenListSignedIn]
     parser_classes = [MultiPartParser]
+    pagination_class = Pagination  # the schema shows the GET as a page (limit, offset, count, results)
     prediction_kind = "detection"
 
     def get_throttles(self):
@@ -135,7 +138,7 @@ class UploadListCreate(TimedView):
         """One page of `queryset`, newest first, restricted to the caller's rows unless staff."""
         if not self.request.user.is_staff:
             queryset = queryset.filter(user=self.request.user)
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset.order_by("-created_at"), self.request, view=self)
         return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
@@ -157,10 +160,6 @@ class DetectionListCreate(UploadListCreate):
 
     @extend_schema(
         operation_id="detections_list",
-        parameters=[
-            OpenApiParameter("limit", OpenApiTypes.INT),
-            OpenApiParameter("offset", OpenApiTypes.INT),
-        ],
         responses={200: DetectionSerializer(many=True)},
         description="Your detections, newest first (staff see everyone's). Needs a signed-in user.",
     )
@@ -232,6 +231,7 @@ class DetectionFeedback(APIView):
 
     permission_classes = [AllowAny]
     throttle_classes = [PredictionThrottle]
+    parser_classes = [JSONParser]  # box_index and min_confidence may be null, which a form cannot say
 
     @extend_schema(
         request=FeedbackRequestSerializer,
@@ -262,7 +262,13 @@ class BatchListCreate(UploadListCreate):
     @extend_schema(
         operation_id="batches_create",
         request={"multipart/form-data": BatchRequestSerializer},
-        responses={202: BatchSerializer, **PREDICTION_ERRORS},
+        responses={
+            202: BatchSerializer,
+            **PREDICTION_ERRORS,
+            503: OpenApiResponse(
+                ErrorResponseSerializer, description="No version in production, or the task queue does not answer."
+            ),
+        },
         description=f"At most {batches.MAX_BATCH_IMAGES} images. Poll the batch for progress, then download "
         "its results as JSON or CSV.",
     )

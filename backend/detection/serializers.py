@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
+from backend.core.fields import CharField, IntegerField, NumberField
 from backend.detection.models import Batch, Detection, Feedback
 from backend.detection.services.detect import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, MAX_MAX_DET
 from backend.serving.serializers import ModelRefSerializer
@@ -12,17 +13,20 @@ from backend.serving.serializers import ModelRefSerializer
 
 # -- requests ---------------------------------------------------------------------------------------
 class DetectionParamsSerializer(serializers.Serializer):
-    conf = serializers.FloatField(
-        default=DEFAULT_CONF, min_value=0.0, max_value=1.0, help_text="Minimum confidence of a box."
-    )
-    iou = serializers.FloatField(
+    conf = NumberField(default=DEFAULT_CONF, min_value=0.0, max_value=1.0, help_text="Minimum confidence of a box.")
+    iou = NumberField(
         default=DEFAULT_IOU, min_value=0.0, max_value=1.0, help_text="IoU threshold of non-maximum suppression."
     )
     max_det = serializers.IntegerField(
         default=DEFAULT_MAX_DET, min_value=1, max_value=MAX_MAX_DET, help_text="Most boxes returned."
     )
-    model = serializers.SlugField(
-        required=False, help_text="Registered detection model to use (default: DEFAULT_DETECTION_MODEL)."
+    # Empty counts as left out, as HTML forms send an unset field (a multipart body is a form).
+    model = serializers.RegexField(
+        r"^[-a-zA-Z0-9_]*\Z",
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="Registered detection model to use; empty or left out: DEFAULT_DETECTION_MODEL.",
     )
 
 
@@ -36,23 +40,23 @@ class CompatPredictRequestSerializer(DetectionParamsSerializer):
 
 class FeedbackRequestSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=Feedback.Verdict.choices)
-    box_index = serializers.IntegerField(
+    box_index = IntegerField(
         required=False, allow_null=True, min_value=0, help_text="The box judged; omit to judge the whole image."
     )
-    correct_class = serializers.CharField(
+    correct_class = CharField(
         required=False,
         allow_blank=True,
         max_length=100,
         help_text="For a wrong box: the right class (name or id). Omit for 'not an object'.",
     )
-    min_confidence = serializers.FloatField(
+    min_confidence = NumberField(
         required=False,
         allow_null=True,
         min_value=0.0,
         max_value=1.0,
         help_text="For the whole image: the threshold the boxes were judged at.",
     )
-    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    comment = CharField(required=False, allow_blank=True, max_length=2000)
 
 
 class BatchRequestSerializer(DetectionParamsSerializer):

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -18,6 +19,7 @@ class TabularPredictions(TimedView):
 
     permission_classes = [AllowAny]
     throttle_classes = [PredictionThrottle]
+    parser_classes = [JSONParser]  # records are objects of numbers: a form cannot carry them
     prediction_kind = "tabular"
 
     @extend_schema(

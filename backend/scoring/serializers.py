@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from backend.core.fields import SlugField
 from backend.serving.serializers import ModelRefSerializer
 
 MAX_RECORDS_PER_CALL = 1000
@@ -12,9 +13,7 @@ class ScoreRequestSerializer(serializers.Serializer):
         max_length=MAX_RECORDS_PER_CALL,
         help_text="Records of {feature name: number}; every feature of the model's schema, nothing else.",
     )
-    model = serializers.SlugField(
-        required=False, help_text="Registered tabular model to use (default: DEFAULT_TABULAR_MODEL)."
-    )
+    model = SlugField(required=False, help_text="Registered tabular model to use (default: DEFAULT_TABULAR_MODEL).")
 
 
 class RecordPredictionSerializer(serializers.Serializer):

@@ -3,7 +3,8 @@
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,7 +17,8 @@ from backend.training.serializers import (
     TrainingJobStartSerializer,
 )
 
-LIST_FILTERS = ("status", "kind", "model_name")
+# Each list filter with the values it takes (None: any).
+LIST_FILTERS = {"status": TrainingJob.Status.values, "kind": TrainingJob.Kind.values, "model_name": None}
 
 
 @extend_schema_view(
@@ -38,6 +40,9 @@ LIST_FILTERS = ("status", "kind", "model_name")
                 description="Not staff; or auto_promote without the registry's promote permission "
                 "(code promote_permission_required)."
             ),
+            503: OpenApiResponse(
+                description="The task queue does not answer (code queue_unavailable): the job is kept, failed."
+            ),
         },
     ),
 )
@@ -45,6 +50,7 @@ class TrainingJobList(generics.ListCreateAPIView):
     """Staff only: training uses the machine for minutes to hours and registers model versions."""
 
     permission_classes = [IsAdminUser]
+    parser_classes = [JSONParser]  # params is a JSON object: a form would carry it as a string
     serializer_class = TrainingJobSerializer
 
     def get_queryset(self):
@@ -52,6 +58,9 @@ class TrainingJobList(generics.ListCreateAPIView):
         filters = {
             name: self.request.query_params[name] for name in LIST_FILTERS if self.request.query_params.get(name)
         }
+        for name, value in filters.items():
+            if LIST_FILTERS[name] is not None and value not in LIST_FILTERS[name]:
+                raise serializers.ValidationError({name: [f"One of {', '.join(LIST_FILTERS[name])}."]})
         return jobs.filter(**filters)
 
     def create(self, request, *args, **kwargs):

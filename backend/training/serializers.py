@@ -1,6 +1,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from backend.core.fields import BooleanField, CharField, NumberField
 from backend.training.job_requests import check_job_request
 from backend.training.models import TrainingJob
 
@@ -87,8 +88,8 @@ class TrainingJobStartSerializer(serializers.Serializer):
     """A training request. Unset fields take the defaults of the kind (model name, dataset, params.yaml)."""
 
     kind = serializers.ChoiceField(choices=TrainingJob.Kind.choices)
-    model_name = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
-    dataset = serializers.CharField(
+    model_name = CharField(required=False, allow_blank=True, default="", max_length=100)
+    dataset = CharField(
         required=False,
         allow_blank=True,
         default="",
@@ -96,20 +97,20 @@ class TrainingJobStartSerializer(serializers.Serializer):
         help_text="synthetic:shapes, sklearn:breast_cancer, synthetic:tabular, kaggle:OWNER/DATASET, folder:PATH "
         "or the path of a prepared dataset.",
     )
-    params = serializers.JSONField(
+    params = serializers.DictField(
         required=False,
         default=dict,
         help_text='Trainer overrides over params.yaml, e.g. {"epochs": 5, "imgsz": 320}; "data" holds ingest '
         'options, "split" the split ratios; a search takes "target" (detection|tabular) and "trials".',
     )
-    auto_promote = serializers.BooleanField(
+    auto_promote = BooleanField(
         required=False,
         default=False,
         help_text="Promote the new version when it beats production on the same holdout by promote_margin; "
         "otherwise it is staged for review. Needs the registry's promote permission (403 otherwise), held "
         "again when the job ends (else the version is staged).",
     )
-    promote_margin = serializers.FloatField(required=False, default=0.0, min_value=-1.0, max_value=1.0)
+    promote_margin = NumberField(required=False, default=0.0, min_value=-1.0, max_value=1.0)
 
     def validate(self, attrs: dict) -> dict:
         problems = check_job_request(

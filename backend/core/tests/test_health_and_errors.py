@@ -67,11 +67,20 @@ def test_a_huge_page_limit_is_capped_not_a_server_error(admin_api):
 
     TrainingJobFactory.create_batch(3, model_name="paged")
     for url in ("/api/v1/training-jobs/", "/api/v1/detections/", "/api/v1/alerts/"):
-        for limit in (str(10**30), "-5", "many"):
-            response = admin_api.get(url, {"limit": limit})
-            assert response.status_code == 200, (url, limit, response.content[:200])
+        for query in ({"limit": str(10**30)}, {"offset": str(10**30)}):
+            response = admin_api.get(url, query)
+            assert response.status_code == 200, (url, query, response.content[:200])
     page = admin_api.get("/api/v1/training-jobs/", {"limit": str(10**30)}).json()
     assert page["count"] == 3 and len(page["results"]) == 3
+
+
+def test_a_page_limit_or_offset_that_is_not_a_whole_number_in_range_is_a_400(admin_api):
+    """As the schema says (limit 1 or more, offset 0 or more): not silently the first page."""
+    for url in ("/api/v1/training-jobs/", "/api/v1/detections/", "/api/v1/alerts/"):
+        for name, value in (("limit", "-5"), ("limit", "0"), ("limit", "many"), ("offset", "-1"), ("offset", "½")):
+            response = admin_api.get(url, {name: value})
+            assert response.status_code == 400, (url, name, value, response.content[:200])
+            assert list(response.json()["error"]["fields"]) == [name]
 
 
 def test_health_and_checks_never_show_a_password(client, tmp_path):
