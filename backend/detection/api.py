@@ -112,15 +112,15 @@ def _detect_from(view: TimedView, serializer_class, file_field: str, *, source: 
         requester=Requester.from_request(view.request),
         source=source,
         started=view.started,
-        defer_log=True,
+        defer_features=True,
     )
 
 
 def _answer(result: detect.DetectionResult, status_code: int) -> Response:
-    """The detection's JSON now; its prediction log written right after the answer went out."""
+    """The saved detection's JSON; its image descriptors computed right after the answer went out."""
     body = DetectionSerializer(result.detection, context={"served_version": result.version}).data
     response = Response(body, status=status_code)
-    return after_response(response, result.write_log, what=f"detection log {result.detection.pk}")
+    return after_response(response, result.finish, what=f"detection features {result.detection.pk}")
 
 
 class UploadListCreate(TimedView):

@@ -1,10 +1,10 @@
-"""Detection background work: batches of uploads, and the retention of stored images."""
+"""Detection background work: batches of uploads, the retention of stored images, and the upkeep of the log."""
 
 import logging
 
 from celery import shared_task
 
-from backend.detection.services import batches, retention
+from backend.detection.services import batches, detect, retention
 
 logger = logging.getLogger(__name__)
 
@@ -26,3 +26,9 @@ def purge_old_images() -> int:
 @shared_task(name="detection.reap_stale_batches")
 def reap_stale_batches() -> dict:
     return batches.reap_stale_batches()
+
+
+# Beat, every ten minutes: image descriptors of rows whose web process died right after answering.
+@shared_task(name="detection.fill_missing_features")
+def fill_missing_features() -> int:
+    return detect.fill_missing_features()

@@ -7,7 +7,8 @@ from django.dispatch import Signal
 model_load_failed = Signal()
 
 # Sent by detection and scoring after their prediction log committed (detection: once the answer
-# went out): kind ("detection" or "tabular"), model_name, version_id (the ModelVersion that
-# answered), prediction_ids (Detection ids, or the TabularPrediction ids of one call, as strings).
-# Monitoring samples these for shadow mode; a receiver must be cheap and must never raise.
+# went out and the image's descriptors were saved): kind ("detection" or "tabular"), model_name,
+# version_id (the ModelVersion that answered), prediction_ids (Detection ids, or the
+# TabularPrediction ids of one call, as strings). Monitoring samples these for shadow mode; a
+# receiver must be cheap and must never raise.
 prediction_logged = Signal()

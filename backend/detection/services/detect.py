@@ -2,18 +2,21 @@
 
 `detect_image` is the one path every upload takes (API, upload page, /predict, batches): decode
 once, predict on the version the holder hands out, and only then write anything (the upload, then
-the row). A failure before the row exists leaves no file behind.
+the row). A failure before the row exists leaves no file behind. The row is committed before the
+answer goes out, so every id a client is given can be read back; only the image's descriptors
+(for drift) may follow the answer, and `fill_missing_features` completes rows whose process died
+before it wrote them.
 """
 
 from __future__ import annotations
 
 import functools
-import io
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePath
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -28,14 +31,16 @@ from backend.detection.models import Detection, Source
 from backend.serving.loading import ServingVersion
 from backend.serving.services import Requester, inference_slot, served_model
 from backend.serving.signals import prediction_logged
-from mlops.exceptions import InputTooLarge
+from mlops.exceptions import InputTooLarge, MlopsError
 from mlops.inference.features import image_features
-from mlops.inference.images import decode_image
+from mlops.inference.images import decode_image, image_format
 
 DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.7
 DEFAULT_MAX_DET = 300
 MAX_MAX_DET = 1000
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,13 @@ class DetectionParams:
 
 @dataclass(frozen=True)
 class DetectionResult:
-    """One answered detection: the (not yet saved, unless logged) row, the version that answered,
-    and the prediction log to write once the answer has gone out."""
+    """One answered detection: its saved row, the version that answered, and the rest of the
+    prediction log (the image's descriptors, then `prediction_logged`) to finish once the answer
+    has gone out."""
 
     detection: Detection
     version: ServingVersion
-    write_log: Callable[[], None]
+    finish: Callable[[], None]
 
 
 def check_upload_size(size: int | None) -> None:
@@ -72,12 +78,10 @@ def decode_upload(data: bytes) -> Image.Image:
     return decode_image(data, max_pixels=config.max_image_pixels, max_side=config.max_image_side)
 
 
-def _storage_name(detection_id: uuid.UUID, filename: str, data: bytes) -> str:
-    suffix = PurePath(filename).suffix.lower()
-    if not suffix or len(suffix) > 6 or not suffix[1:].isalnum():
-        suffix = f".{(Image.open(io.BytesIO(data)).format or 'bin').lower()}"
+def _storage_name(detection_id: uuid.UUID, data: bytes) -> str:
+    """Where an upload is stored: our name and a suffix from what its bytes are, never the client's."""
     day = timezone.now().strftime("%Y/%m/%d")
-    return f"detections/{day}/{detection_id.hex}{suffix}"
+    return f"detections/{day}/{detection_id.hex}.{image_format(data).lower()}"
 
 
 def detect_image(
@@ -90,15 +94,15 @@ def detect_image(
     source: str = Source.API,
     batch=None,
     started: float | None = None,
-    defer_log: bool = False,
+    defer_features: bool = False,
 ) -> DetectionResult:
     """Detect objects in uploaded image bytes with the production detector and log the prediction.
 
     `started` (time.perf_counter()) is when the request arrived; latency is measured from it up to
-    the answer. With `defer_log`, the prediction log (image features, the stored upload, the row)
-    is left to the result's `write_log()`, which the API runs once the answer has been sent: the
-    log costs the caller no latency. Raises InvalidInput / InputTooLarge for bad images,
-    ModelUnavailable when nothing is in production.
+    the answer. The upload and the row are saved before this returns. With `defer_features`, the
+    image's descriptors and `prediction_logged` are left to the result's `finish()`, which the API
+    runs once the answer has been sent (a few ms on a photo, 17 ms on 12 megapixels). Raises
+    InvalidInput / InputTooLarge for bad images, ModelUnavailable when nothing is in production.
     """
     started = started if started is not None else time.perf_counter()
     requester = requester or Requester()
@@ -126,14 +130,17 @@ def detect_image(
         user=requester.user,
         session_key=requester.session_key,
     )
-    detection.image.name = _storage_name(detection.id, filename, data)
+    detection.image.name = _storage_name(detection.id, data)
+    if not defer_features:
+        detection.features = image_features(image)
     detection.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    _save(detection, data)
     _observe(served.version, detection)
     answered = DetectionResult(
-        detection, served.version, functools.partial(_write_log, detection, data, image, served.version.model_name)
+        detection, served.version, functools.partial(_finish, detection, image, served.version.model_name)
     )
-    if not defer_log:
-        answered.write_log()
+    if not defer_features:
+        answered.finish()
     return answered
 
 
@@ -148,14 +155,12 @@ def _observe(version: ServingVersion, detection: Detection) -> None:
     )
 
 
-def _write_log(detection: Detection, data: bytes, image: Image.Image, model_name: str) -> None:
-    """Compute the image's features, write the upload, then the row; remove the file if the row fails.
+def _save(detection: Detection, data: bytes) -> None:
+    """Write the upload, then the row; remove the file if the row fails.
 
     The thumbnail is made on first request (pictures.thumbnail_bytes): resizing a large photo costs
-    more than the rest of the bookkeeping together, and most uploads are never listed. Once the row
-    is committed, `prediction_logged` tells whoever samples predictions (shadow mode).
+    more than the rest of the bookkeeping together, and most uploads are never listed.
     """
-    detection.features = image_features(image)
     name = default_storage.save(detection.image.name, ContentFile(data))
     try:
         detection.image.name = name
@@ -163,7 +168,32 @@ def _write_log(detection: Detection, data: bytes, image: Image.Image, model_name
     except BaseException:
         default_storage.delete(name)
         raise
+
+
+def _finish(detection: Detection, image: Image.Image, model_name: str) -> None:
+    """The image's descriptors on the saved row (unless already there), then `prediction_logged`
+    for whoever samples predictions (shadow mode), once committed."""
+    if not detection.features:
+        detection.features = image_features(image)
+        Detection.objects.filter(pk=detection.pk).update(features=detection.features)
     transaction.on_commit(lambda: _announce(detection, model_name), robust=True)
+
+
+def fill_missing_features(*, older_than_s: float = 60.0, limit: int = 500) -> int:
+    """Descriptors for rows whose process died between the answer and `finish()`, read from the
+    stored upload (kept for the retention period). Rows whose upload is gone are left as they are."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    filled = 0
+    missing = Detection.objects.filter(features={}, created_at__lt=cutoff).exclude(image="").order_by("created_at")
+    for detection in missing[:limit]:
+        try:
+            with default_storage.open(detection.image.name, "rb") as stored:
+                image = decode_upload(stored.read())
+        except (OSError, MlopsError) as exc:
+            logger.warning("detection.features_unreadable id=%s reason=%s", detection.pk, exc)
+            continue
+        filled += Detection.objects.filter(pk=detection.pk, features={}).update(features=image_features(image))
+    return filled
 
 
 def _announce(detection: Detection, model_name: str) -> None:

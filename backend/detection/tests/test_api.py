@@ -83,6 +83,17 @@ def test_bus_image_is_detected_logged_and_stored(serve_detector):
         assert Image.open(handle).size == thumb.size  # and kept for the next time
 
 
+def test_stored_uploads_get_our_name_and_the_suffix_of_what_they_are(serve_detector):
+    serve_detector(0)
+    png = image_bytes(synthetic_photo(64, 48), "PNG")
+    for client_name in ("page.html", "x.php.jpg", "no-suffix", "a" * 300):
+        response = upload(APIClient(), png, client_name)
+        assert response.status_code == 201, response.content
+        detection = Detection.objects.get(pk=response.json()["id"])
+        assert Path(detection.image.name).name == f"{detection.pk.hex}.png"
+        assert detection.filename == client_name[:255]  # kept as the client's label only
+
+
 def test_answer_matches_the_predictor_on_the_same_pixels(serve_trained, trained_detector):
     version = serve_trained()
     client = APIClient()
