@@ -21,7 +21,7 @@ from backend.core.serializers import ErrorResponseSerializer
 from backend.monitoring.models import DriftReport, PerformanceBucket
 from backend.monitoring.serializers import (
     DriftReportSerializer,
-    PerformanceBucketSerializer,
+    PerformanceResponseSerializer,
     ShadowResponseSerializer,
 )
 from backend.monitoring.services import shadow
@@ -30,9 +30,9 @@ from mlops.exceptions import NotFound
 
 FILTERS = [
     OpenApiParameter("model", OpenApiTypes.STR, description="Registered model name."),
-    OpenApiParameter("version", OpenApiTypes.INT, description="Version number (with model)."),
+    OpenApiParameter("version", {"type": "integer", "minimum": 1}, description="Version number (with model)."),
     OpenApiParameter("drifted", OpenApiTypes.BOOL, description="true: only checks that flagged drift."),
-    OpenApiParameter("status", OpenApiTypes.STR, description="ok, drift, not_enough_data or failed."),
+    OpenApiParameter("status", OpenApiTypes.STR, enum=DriftReport.Status.values, description="The check's outcome."),
 ]
 
 
@@ -62,8 +62,8 @@ class DriftReportList(generics.ListAPIView):
         if params.get("model"):
             reports = reports.filter(model__name=params["model"])
         if params.get("version"):
-            if not params["version"].isdigit():
-                raise serializers.ValidationError({"version": ["Must be a version number."]})
+            if not params["version"].isdigit() or int(params["version"]) < 1:
+                raise serializers.ValidationError({"version": ["Must be a version number (1 or more)."]})
             reports = reports.filter(version__version=int(params["version"]))
         drifted = _flag(params.get("drifted"), "drifted")
         if drifted is not None:
@@ -127,7 +127,7 @@ class ModelPerformance(APIView):
             OpenApiParameter("bucket", OpenApiTypes.STR, enum=list(BUCKETS), description="minute (default) or hour"),
             OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601; default 6 h (minute) or 7 days"),
         ],
-        responses={200: PerformanceBucketSerializer(many=True), 404: ErrorResponseSerializer},
+        responses={200: PerformanceResponseSerializer, 404: ErrorResponseSerializer},
     )
     def get(self, request, name: str):
         model = RegisteredModel.objects.named(name)
@@ -141,8 +141,8 @@ class ModelPerformance(APIView):
             .select_related("version__model")
             .order_by("start", "version__version")
         )
-        data = PerformanceBucketSerializer(rows, many=True).data
-        return Response({"model": model.name, "bucket": bucket, "since": since, "buckets": data})
+        body = {"model": model.name, "bucket": bucket, "since": since, "buckets": rows}
+        return Response(PerformanceResponseSerializer(body).data)
 
 
 class ModelShadow(APIView):
@@ -153,7 +153,11 @@ class ModelShadow(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601; default: every comparison"),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="Latest comparisons listed (default 50, 500 max)"),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 500},
+                description="Latest comparisons (default 50)",
+            ),
         ],
         responses={200: ShadowResponseSerializer, 404: ErrorResponseSerializer},
     )
@@ -174,7 +178,7 @@ class ModelShadow(APIView):
 
 
 def _since(raw: str | None, *, default):
-    if not raw:
+    if raw is None:
         return default
     moment = parse_datetime(raw)
     if moment is None:

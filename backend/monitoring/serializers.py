@@ -149,6 +149,13 @@ class ShadowComparisonSerializer(serializers.ModelSerializer):
         ]
 
 
+class PerformanceResponseSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    bucket = serializers.ChoiceField(choices=["minute", "hour"])
+    since = serializers.DateTimeField()
+    buckets = PerformanceBucketSerializer(many=True, help_text="Per version and time bucket, oldest first.")
+
+
 class ShadowResponseSerializer(serializers.Serializer):
     model = serializers.CharField()
     since = serializers.DateTimeField(allow_null=True)

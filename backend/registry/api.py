@@ -8,6 +8,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.core.serializers import ErrorResponseSerializer
 from backend.registry import services
 from backend.registry.models import ModelVersion, RegisteredModel
 from backend.registry.permissions import CanPromote
@@ -105,7 +106,16 @@ class ApprovePromotion(APIView):
 
     permission_classes = [CanPromote]
 
-    @extend_schema(request=None, responses={200: DeploymentSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: DeploymentSerializer,
+            409: OpenApiResponse(
+                ErrorResponseSerializer,
+                description="No pending request, the requester approving their own, or the smoke test failed.",
+            ),
+        },
+    )
     def post(self, request, name: str, version: int):
         target = get_object_or_404(ModelVersion.objects.select_related("model"), model__name=name, version=version)
         pending = services.pending_request(target)
@@ -120,7 +130,13 @@ class StageVersion(APIView):
 
     permission_classes = [CanPromote]
 
-    @extend_schema(request=None, responses={200: ModelVersionSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: ModelVersionSerializer,
+            409: OpenApiResponse(ErrorResponseSerializer, description="The version is in production."),
+        },
+    )
     def post(self, request, name: str, version: int):
         target = get_object_or_404(ModelVersion.objects.select_related("model"), model__name=name, version=version)
         return Response(ModelVersionSerializer(services.stage_version(target)).data)
