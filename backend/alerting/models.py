@@ -378,7 +378,8 @@ class TrainingPolicy(models.Model):
     enabled = models.BooleanField(default=True)
     on_drift = models.BooleanField(default=True, help_text="Retrain when a drift check flags drift.")
     feedback_samples = models.PositiveIntegerField(
-        default=0, help_text="Retrain once this many new feedback verdicts came in since the last one (0: off)."
+        default=0,
+        help_text="Retrain once this many new verdicts of trusted reviewers came in since the last one (0: off).",
     )
     every_hours = models.PositiveIntegerField(default=0, help_text="Retrain on a schedule, every N hours (0: off).")
     on_performance_drop = models.BooleanField(

@@ -69,7 +69,7 @@ def run_policies(*, now: datetime | None = None) -> list[int]:
         if policy.every_hours and (since is None or now - since >= timedelta(hours=policy.every_hours)):
             job = retrain(policy.model.name, cause=SCHEDULE, detail=f"every {policy.every_hours} h", now=now)
         elif policy.feedback_samples and (count := _new_feedback(policy, since)) >= policy.feedback_samples:
-            job = retrain(policy.model.name, cause=FEEDBACK, detail=f"{count} new feedback verdicts", now=now)
+            job = retrain(policy.model.name, cause=FEEDBACK, detail=f"{count} new trusted feedback verdicts", now=now)
         else:
             continue
         if job is not None:
@@ -78,7 +78,9 @@ def run_policies(*, now: datetime | None = None) -> list[int]:
 
 
 def _new_feedback(policy: TrainingPolicy, since: datetime | None) -> int:
-    verdicts = Feedback.objects.filter(detection__model_version__model=policy.model)
+    """Verdicts of trusted reviewers only: they are the labels a retraining learns from, and anonymous
+    verdicts must not be a way to start training jobs."""
+    verdicts = Feedback.objects.trusted().filter(detection__model_version__model=policy.model)
     return (verdicts.filter(created_at__gt=since) if since else verdicts).count()
 
 

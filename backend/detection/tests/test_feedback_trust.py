@@ -78,3 +78,25 @@ def test_only_trusted_reviewers_feedback_becomes_labels(version, unique_name, tm
     reviewer.user_permissions.clear()
     assert export_feedback(unique_name, tmp_path / "later").untrusted == 3
     assert exported(tmp_path / "later") == {staff}
+
+
+def test_only_trusted_verdicts_count_towards_a_feedback_retraining(version, unique_name):
+    from backend.alerting.models import TrainingPolicy
+    from backend.alerting.services.retraining import run_policies
+    from tests.factories import TrainingJobFactory
+
+    policy = TrainingPolicy.objects.create(model=version.model, feedback_samples=3, quiet_hours=0)
+    TrainingJobFactory(model_name=unique_name)  # queued, sent to no worker: a trigger is seen, no job starts
+    for seed in range(5):
+        judged_correct(version, client_for(None), seed)
+    assert run_policies() == []
+    policy.refresh_from_db()
+    assert policy.last_outcome == ""  # five anonymous verdicts are not a reason to retrain
+
+    reviewer = UserFactory()
+    reviewer.user_permissions.add(Permission.objects.get(codename="trusted_feedback"))
+    for seed in range(5, 8):
+        judged_correct(version, client_for(reviewer), seed)
+    run_policies()
+    policy.refresh_from_db()
+    assert policy.last_outcome.startswith("feedback:") and "already queued" in policy.last_outcome
