@@ -380,13 +380,14 @@ API_READBACK_RATE = env.str("API_READBACK_RATE", default="300/min")
 
 # --- Shadow mode (monitoring) ---------------------------------------------------------------
 # A model's staging version answers a sample of live predictions again on the monitoring worker
-# (ShadowSettings in the admin). Its ONNX Runtime session uses this many threads, and the thread
-# running it is niced by SHADOW_NICE (0-19; 0: unchanged), so that on a host shared with the web
-# process the comparisons take the CPU production answers leave idle.
+# (ShadowSettings in the admin), in one thread per worker process whose ONNX Runtime session uses
+# SHADOW_INTRA_OP_THREADS threads. SHADOW_PRIORITY of that thread: "idle" (Linux's SCHED_IDLE: it
+# runs only on a core nothing else wants; niceness 19 where there is no SCHED_IDLE), "low"
+# (niceness 19) or "normal". bench/bench_shadow.py measures what each costs production.
 SHADOW_INTRA_OP_THREADS = env.int("SHADOW_INTRA_OP_THREADS", default=1)
-SHADOW_NICE = env.int("SHADOW_NICE", default=10)
-if not 0 <= SHADOW_NICE <= 19:
-    raise ImproperlyConfigured(f"SHADOW_NICE must be between 0 and 19, not {SHADOW_NICE}")
+SHADOW_PRIORITY = env.str("SHADOW_PRIORITY", default="idle")
+if SHADOW_PRIORITY not in ("idle", "low", "normal"):
+    raise ImproperlyConfigured(f"SHADOW_PRIORITY must be idle, low or normal, not {SHADOW_PRIORITY!r}")
 
 
 # --- Metrics (GET /metrics) -----------------------------------------------------------------

@@ -7,8 +7,9 @@ sends `monitoring.compare_shadow`. On the monitoring worker, `compare_logged` lo
 version once per process (keyed by its id), answers the stored input again (the upload kept for
 the retention period, the tabular row's features) with the parameters production used, and saves
 a ShadowComparison with the numbers of mlops.monitoring.shadow. The staging version runs in one
-thread per worker process, niced by SHADOW_NICE, with SHADOW_INTRA_OP_THREADS threads of ONNX
-Runtime: on a host shared with the web process it takes the CPU production leaves idle.
+thread per worker process at SHADOW_PRIORITY (by default Linux's SCHED_IDLE), with
+SHADOW_INTRA_OP_THREADS threads of ONNX Runtime: on a host shared with the web process it takes
+only the CPU production leaves idle.
 
 `shadow_summary` pools the comparisons of one (production, shadow) version pair over a period for
 the dashboard, the promotion confirmation page and the API.
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 PLAN_TTL_S = 5.0  # how stale a process's "is shadow mode on for this model" may be
 KEEP_PREDICTORS = 2  # staging versions kept loaded per worker process (the current one and the last)
 RETRY_LOAD_AFTER_S = 60.0  # a staging version that failed to load is not tried again before this
+LOW_NICENESS = 19
 
 
 # -- the request path: is this model shadowed, and how often -----------------------------------------
@@ -104,11 +106,19 @@ class ShadowUnavailable(MlopsError):
 
 
 def _lower_priority() -> None:
-    # Linux keeps a niceness per thread: only this thread yields to the web process's. Never
-    # lowered (a worker started nicer stays so; raising priority needs privileges).
+    """SHADOW_PRIORITY for the calling thread only (Linux schedules threads one by one).
+
+    Only ever lowered, which needs no privilege: the staging version yields the CPU to the web
+    process's requests and to the worker's other tasks.
+    """
+    priority = settings.SHADOW_PRIORITY
+    if priority == "normal":
+        return
     thread = threading.get_native_id()
-    if os.getpriority(os.PRIO_PROCESS, thread) < settings.SHADOW_NICE:
-        os.setpriority(os.PRIO_PROCESS, thread, settings.SHADOW_NICE)
+    if priority == "idle" and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+    elif os.getpriority(os.PRIO_PROCESS, thread) < LOW_NICENESS:
+        os.setpriority(os.PRIO_PROCESS, thread, LOW_NICENESS)
 
 
 def _shadow_thread() -> ThreadPoolExecutor:

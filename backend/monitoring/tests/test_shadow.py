@@ -207,10 +207,10 @@ def test_the_worker_compares_nothing_once_shadow_mode_is_off_again(serve_tabular
     assert ShadowComparison.objects.count() == 1
     settings.delete()
     assert compare_logged(kind="tabular", model_name=production.model.name, prediction_ids=ids)["saved"] == 0
-    # The staging version ran in this process's shadow thread, niced below the request threads.
-    assert _shadow_thread().submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result() == (
-        django_settings.SHADOW_NICE
-    )
+    # The staging version ran in this process's shadow thread, which only gets the CPU nothing else wants.
+    assert django_settings.SHADOW_PRIORITY == "idle"
+    assert _shadow_thread().submit(lambda: os.sched_getscheduler(threading.get_native_id())).result() == os.SCHED_IDLE
+    assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER  # this thread: unchanged
 
 
 def test_pages_say_when_nothing_was_compared(serve_tabular, register_tabular):
