@@ -16,12 +16,13 @@ export DJANGO_SETTINGS_MODULE := backend.config.settings
 CLIENT_VENV := $(VENV_HOME)/client-$(shell sha256sum requirements-client.txt | cut -c1-16)
 export OPENAPI_PYTHON_CLIENT := $(CLIENT_VENV)/bin/openapi-python-client
 
-.PHONY: help venv client-generator system-run system-test redis setup run test lint format bench clean
+.PHONY: help venv client-generator system-run system-test redis setup run test lint audit format bench clean
 
 help:
 	@echo "make run    set up and start web + worker + beat on http://127.0.0.1:8000"
 	@echo "make test   set up, lint and run the whole test suite"
 	@echo "make bench  run the benchmarks under bench/"
+	@echo "make audit  known vulnerabilities of the pinned requirements (needs PyPI's JSON API or OSV)"
 
 $(VENV)/.installed: requirements.txt
 	@mkdir -p $(VENV_HOME)
@@ -65,6 +66,11 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/audit.py
+
+# Known vulnerabilities of the pinned requirements; fails when the vulnerability service cannot be reached.
+audit: venv
+	$(BIN)/python scripts/audit.py --required
 
 format: venv
 	$(BIN)/ruff format .
