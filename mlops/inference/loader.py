@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mlops.exceptions import MlopsError, SmokeTestFailed
+from mlops.inference.classifier import OnnxClassifier, TorchClassifier
 from mlops.inference.detector import DetectionResult, OnnxDetector, TorchDetector
 from mlops.inference.tabular import TabularScorer, XGBoostScorer, parse_schema
 
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 DETECTION = "detection"
 TABULAR = "tabular"
+CLASSIFICATION = "classification"
 SAMPLE_SIZE = (480, 640)  # height, width of the synthetic smoke-test image
 
 # The artifact roles a predictor is built from, per kind, in order of preference: ONNX first; the
@@ -34,6 +36,7 @@ SAMPLE_SIZE = (480, 640)  # height, width of the synthetic smoke-test image
 ROLE_PREFERENCE = {
     DETECTION: (("onnx",), ("weights",)),
     TABULAR: (("onnx",), ("xgboost",)),
+    CLASSIFICATION: (("onnx",), ("weights",)),
 }
 # Every file a serving process may ever load for a version: what promotion verifies.
 SERVING_ROLES = (*dict.fromkeys(role for choices in ROLE_PREFERENCE.values() for roles in choices for role in roles),
@@ -54,7 +57,7 @@ def load_predictor(
     *,
     intra_op_threads: int | None = None,
     spinning: bool = False,
-) -> OnnxDetector | TorchDetector | TabularScorer | XGBoostScorer:
+) -> OnnxDetector | TorchDetector | TabularScorer | XGBoostScorer | OnnxClassifier | TorchClassifier:
     """Build the predictor for a version: ONNX when the version has it, the source format only without it.
 
     `files` maps artifact roles ("onnx", "weights", "xgboost", "feature_schema") to local paths;
@@ -73,6 +76,18 @@ def load_predictor(
         if "weights" in files:
             logger.info("loader.torch_fallback path=%s", files["weights"].name)
             return TorchDetector(files["weights"], **options)
+        raise MlopsError("The version has neither an ONNX file nor weights.", code="model_load_failed")
+    if kind == CLASSIFICATION:
+        options = {
+            "class_names": metadata.get("class_names") or None,
+            "imgsz": metadata.get("imgsz") or None,
+            "intra_op_threads": intra_op_threads,
+        }
+        if "onnx" in files:
+            return OnnxClassifier(files["onnx"], **options, spinning=spinning)
+        if "weights" in files:
+            logger.info("loader.torch_fallback path=%s", files["weights"].name)
+            return TorchClassifier(files["weights"], **options)
         raise MlopsError("The version has neither an ONNX file nor weights.", code="model_load_failed")
     if kind == TABULAR:
         schema = metadata.get("feature_schema")
@@ -135,6 +150,8 @@ def smoke_test(predictor, metadata: Mapping | None = None) -> SmokeResult:
             detail, latency = _smoke_detector(predictor, metadata)
         elif predictor.kind == TABULAR:
             detail, latency = _smoke_tabular(predictor, metadata)
+        elif predictor.kind == CLASSIFICATION:
+            detail, latency = _smoke_classifier(predictor, metadata)
         else:
             return SmokeResult(False, f"unknown predictor kind {predictor.kind!r}", 0.0)
     except _SmokeFailure as failure:
@@ -213,6 +230,35 @@ def _check_detection(result: DetectionResult, width: int, height: int, n_classes
         _require(inside, f"box {box.xyxy} is outside the image")
         _require(0.0 <= box.confidence <= 1.0, f"confidence {box.confidence} is not a probability")
         _require(0 <= box.class_id < n_classes, f"class id {box.class_id} is not one of the {n_classes} classes")
+
+
+def _smoke_classifier(predictor, metadata: Mapping) -> tuple[str, float]:
+    """A probability vector over the version's classes, the same on two identical calls."""
+    _expected_names(predictor, metadata)
+    n_classes = len(metadata.get("class_names") or predictor.class_names)
+    image = sample_image()
+    if isinstance(predictor, OnnxClassifier):
+        raw = predictor.session.run(predictor.output_names, {predictor.input_name: predictor.preprocess(image)})[0]
+        _require(raw.shape == (1, n_classes), f"raw output has shape {raw.shape} for {n_classes} classes")
+        _require(bool(np.isfinite(raw).all()), "raw output has NaN or infinite values")
+    first = predictor.predict(image, top_k=n_classes)
+    warm_started = time.perf_counter()
+    second = predictor.predict(image, top_k=n_classes)
+    latency = (time.perf_counter() - warm_started) * 1000
+    probabilities = np.asarray(first.probabilities, dtype=np.float64)
+    _require(len(probabilities) == n_classes, f"{len(probabilities)} probabilities for {n_classes} classes")
+    _require(bool(np.isfinite(probabilities).all()), "a probability is NaN or infinite")
+    _require(bool((probabilities >= 0).all()), f"a probability is negative: {probabilities.min():.6g}")
+    total = float(probabilities.sum())
+    _require(abs(total - 1.0) <= 1e-3, f"probabilities sum to {total:.6f}, not 1")
+    _require(
+        (first.width, first.height) == (image.shape[1], image.shape[0]), "the result reports a different image size"
+    )
+    best = first.top1
+    _require(best.class_id == int(np.argmax(probabilities)), "the top class is not the most probable one")
+    _require(best.class_name == predictor.class_names[best.class_id], "top class name and id disagree")
+    _require(first.probabilities == second.probabilities, "two identical calls gave different probabilities")
+    return f"top-1 {best.class_name} ({best.probability:.3f}) on the sample image", latency
 
 
 def _smoke_tabular(predictor, metadata: Mapping) -> tuple[str, float]:

@@ -4,10 +4,12 @@ Evidently compares tables, not images, so a detector is watched through numbers 
 descriptors of mlops.inference.features (plus the aspect ratio) and a summary of what the model
 found (box count, confidences, how much of the image the boxes cover, and the image's main class:
 the class with the most boxes, "none" without any). A tabular model is watched through its raw
-input features and its predicted probabilities.
+input features and its predicted probabilities. A classifier is watched through the same image
+descriptors and aspect, its predicted class and the top-1 confidence.
 
 The class mix is one categorical column whatever the number of classes, so a detector's table has
-twelve columns for three classes as for eighty, and the share of drifted columns keeps its meaning.
+twelve columns for three classes as for eighty (a classifier's table nine), and the share of drifted
+columns keeps its meaning.
 Every other column is numerical, counts included. Declared categorical, a count gets Evidently's
 chi-square on small samples, which returns p = 0 the moment a window holds a value the reference
 never had (one image with more boxes than any validation image); left numerical, DriftDetector
@@ -27,14 +29,21 @@ from mlops.training.yolo import CLASS_COUNT_PREFIX
 ASPECT = "aspect"
 MAIN_CLASS = "main_class"
 NO_BOXES = "none"
+# The classifier's output columns, named as mlops.training.yolo_classify writes its reference.
+PREDICTED_CLASS = "predicted_class"
+TOP1_CONFIDENCE = "top1_confidence"
+NO_CLASS = "none"  # a logged classification without a class of the version's
 DETECTION_CATEGORICAL: tuple[str, ...] = (MAIN_CLASS,)
+CLASSIFICATION_CATEGORICAL: tuple[str, ...] = (PREDICTED_CLASS,)
 TABULAR_CATEGORICAL: tuple[str, ...] = ()
+CATEGORICAL_COLUMNS = (MAIN_CLASS, PREDICTED_CLASS)
 # The share of drifted columns that flags a model, by kind, unless its settings say otherwise. A
 # detector's twelve columns move in groups (a darker camera moves the four pixel statistics, bigger
 # objects the box columns and the pixels they cover): a quarter of them is already a real change,
 # and three of twelve K-S tests at p < 0.05 fail together by chance about 2 % of the time. Tabular
-# models keep Evidently's own half.
-DEFAULT_DRIFT_SHARE = {"detection": 0.25, "tabular": 0.5}
+# models keep Evidently's own half. A classifier's nine columns move in the same groups: a quarter
+# is three of them.
+DEFAULT_DRIFT_SHARE = {"detection": 0.25, "tabular": 0.5, "classification": 0.25}
 # Columns of the tabular reference that are not monitored inputs or outputs (xgb.save_model_files).
 TABULAR_REFERENCE_EXTRAS = ("prediction", "target")
 
@@ -84,10 +93,11 @@ def main_class(counts: Mapping[str, int]) -> str:
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
-    numeric = [column for column in table.columns if column != MAIN_CLASS]
+    numeric = [column for column in table.columns if column not in CATEGORICAL_COLUMNS]
     typed = table.astype({column: "float64" for column in numeric})
-    if MAIN_CLASS in typed.columns:
-        typed[MAIN_CLASS] = typed[MAIN_CLASS].astype(str)
+    for column in CATEGORICAL_COLUMNS:
+        if column in typed.columns:
+            typed[column] = typed[column].astype(str)
     return typed
 
 
@@ -114,6 +124,43 @@ def detection_reference_frame(reference: pd.DataFrame) -> pd.DataFrame:
         names = [str(column)[len(CLASS_COUNT_PREFIX) :] for column in counts]
         table[MAIN_CLASS] = [main_class(dict(zip(names, row, strict=True))) for row in table[counts].to_numpy()]
     wanted = [*FEATURE_NAMES, ASPECT, *BOX_DESCRIPTOR_NAMES, MAIN_CLASS]
+    return _typed(table[[column for column in wanted if column in table.columns]])
+
+
+def classification_columns(class_names: Sequence[str] = ()) -> list[str]:
+    """The classification drift table's columns, in order: the same whatever the number of classes."""
+    return [*FEATURE_NAMES, ASPECT, TOP1_CONFIDENCE, PREDICTED_CLASS]
+
+
+def classification_rows_to_frame(rows: Iterable[Mapping], class_names: Sequence[str]) -> pd.DataFrame:
+    """One row per logged classification: its image descriptors, aspect, top-1 confidence and class.
+
+    `rows` are `{"features": {...}, "class_name": str, "confidence": float}`; a missing descriptor
+    or confidence becomes NaN, a class that is not one of `class_names` becomes NO_CLASS.
+    """
+    names = set(class_names)
+    records = []
+    for row in rows:
+        features = row.get("features") or {}
+        values = {name: _number(features.get(name)) for name in FEATURE_NAMES}
+        values[ASPECT] = _ratio(values["width"], values["height"])
+        values[TOP1_CONFIDENCE] = _number(row.get("confidence"))
+        class_name = row.get("class_name")
+        values[PREDICTED_CLASS] = class_name if isinstance(class_name, str) and class_name in names else NO_CLASS
+        records.append(values)
+    return _typed(pd.DataFrame(records, columns=classification_columns(class_names)))
+
+
+def classification_reference_frame(reference: pd.DataFrame) -> pd.DataFrame:
+    """A classifier's training reference with the live table's columns, the aspect derived.
+
+    The reference (mlops.training.yolo_classify) holds `image`, the descriptors, predicted_class
+    and top1_confidence; columns it lacks are left out, as for detectors.
+    """
+    table = reference.copy()
+    if "width" in table.columns and "height" in table.columns:
+        table[ASPECT] = [_ratio(w, h) for w, h in zip(table["width"], table["height"], strict=True)]
+    wanted = classification_columns()
     return _typed(table[[column for column in wanted if column in table.columns]])
 
 

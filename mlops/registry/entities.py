@@ -10,6 +10,7 @@ from enum import StrEnum
 class ModelKind(StrEnum):
     DETECTION = "detection"
     TABULAR = "tabular"
+    CLASSIFICATION = "classification"
 
 
 class ArtifactRole(StrEnum):

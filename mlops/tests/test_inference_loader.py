@@ -13,9 +13,19 @@ import pytest
 from onnx import TensorProto, helper
 
 from mlops.exceptions import MlopsError, SmokeTestFailed
+from mlops.inference.classifier import OnnxClassifier, TorchClassifier
 from mlops.inference.detector import OnnxDetector, TorchDetector
-from mlops.inference.loader import SmokeResult, load_checked_predictor, load_predictor, sample_image, smoke_test
+from mlops.inference.loader import (
+    SmokeResult,
+    load_checked_predictor,
+    load_predictor,
+    sample_image,
+    serving_roles,
+    smoke_test,
+)
 from mlops.inference.tabular import TabularScorer, XGBoostScorer
+from mlops.tests.classifier_support import NAMES as CLASSIFIER_NAMES
+from mlops.tests.classifier_support import claimed_probabilities_metadata, scores_graph
 from mlops.tests.test_inference_detector import NAMES, asset, build_yolo, export_onnx, ultralytics_env
 from mlops.tests.test_inference_tabular import CLASS_NAMES, train_breast_cancer
 
@@ -35,6 +45,14 @@ def tabular_files(tmp_path_factory):
 
 
 DETECTION_METADATA = {"class_names": NAMES, "imgsz": 320, "architecture": "yolo11n", "task": "detect"}
+
+
+CLASSIFICATION_METADATA = {
+    "class_names": CLASSIFIER_NAMES,
+    "imgsz": 96,
+    "architecture": "yolo11n-cls",
+    "task": "classify",
+}
 
 
 def tabular_metadata(files) -> dict:
@@ -231,3 +249,89 @@ def test_serving_path_imports_no_training_framework(detector_files, tabular_file
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["boxes"] > 0
     assert report["loaded"] == [], f"the serving path imported {report['loaded']}"
+
+
+def test_classifier_onnx_is_preferred_and_passes_the_smoke_test(classifier_files):
+    files = {"onnx": classifier_files.onnx, "weights": classifier_files.pt}
+    assert serving_roles("classification", files, CLASSIFICATION_METADATA) == ["onnx"]
+    predictor = load_predictor("classification", files, CLASSIFICATION_METADATA)
+    assert isinstance(predictor, OnnxClassifier) and predictor.imgsz == 96
+    result = smoke_test(predictor, CLASSIFICATION_METADATA)
+    assert result.ok, result.detail
+    assert result.latency_ms > 0 and "top-1" in result.detail
+
+
+def test_weights_only_classifier_uses_the_torch_fallback(classifier_files):
+    files = {"weights": classifier_files.pt}
+    assert serving_roles("classification", files, CLASSIFICATION_METADATA) == ["weights"]
+    assert serving_roles("classification", {"reference": classifier_files.pt}, CLASSIFICATION_METADATA) == []
+    predictor = load_predictor("classification", files, CLASSIFICATION_METADATA)
+    assert isinstance(predictor, TorchClassifier)
+    assert predictor.class_names == CLASSIFIER_NAMES and predictor.imgsz == 96
+    result = smoke_test(predictor, CLASSIFICATION_METADATA)
+    assert result.ok, result.detail
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_corrupt_classifier_onnx_is_a_load_error_even_with_weights_present(classifier_files, tmp_path, damage):
+    good = classifier_files.onnx.read_bytes()
+    broken = tmp_path / "broken.onnx"
+    contents = {"garbage": b"this is not an onnx graph" * 100, "truncated": good[: len(good) // 2], "empty": b""}
+    broken.write_bytes(contents[damage])
+    files = {"onnx": broken, "weights": classifier_files.pt}
+    with pytest.raises(MlopsError) as raised:
+        load_predictor("classification", files, CLASSIFICATION_METADATA)
+    assert raised.value.code == "model_load_failed"
+    assert "broken.onnx" in raised.value.message
+
+
+def test_a_detector_is_not_a_classifier(detector_files, classifier_files):
+    with pytest.raises(MlopsError) as raised:
+        load_predictor("classification", {"onnx": detector_files["onnx"]}, {})
+    assert raised.value.code == "model_invalid"
+    with pytest.raises(MlopsError) as raised:
+        load_predictor("detection", {"onnx": classifier_files.onnx}, {})
+    assert raised.value.code == "model_invalid"
+    with pytest.raises(MlopsError) as raised:
+        load_predictor("classification", {"weights": detector_files["weights"]}, {})
+    assert raised.value.code == "model_invalid"
+
+
+@pytest.mark.parametrize(
+    ("offset", "nan", "problem"), [(0.0, False, "negative"), (10.0, False, "sum to"), (0.0, True, "NaN")]
+)
+def test_classifier_that_outputs_no_probabilities_fails_the_smoke_test(tmp_path, offset, nan, problem):
+    """A graph whose metadata promises the Classify head's softmax but which outputs raw scores."""
+    path = scores_graph(tmp_path / "raw.onnx", metadata=claimed_probabilities_metadata(), offset=offset, nan=nan)
+    metadata = {"class_names": CLASSIFIER_NAMES}
+    predictor = load_predictor("classification", {"onnx": path}, metadata)
+    assert predictor.outputs_probabilities is True
+    result = smoke_test(predictor, metadata)
+    assert not result.ok and problem in result.detail, result.detail
+    with pytest.raises(SmokeTestFailed):
+        load_checked_predictor("classification", {"onnx": path}, metadata)
+
+
+def test_classifier_outputting_logits_gets_a_softmax_and_passes(tmp_path):
+    path = scores_graph(tmp_path / "logits.onnx", offset=10.0)  # no Ultralytics metadata: logits
+    metadata = {"class_names": CLASSIFIER_NAMES, "imgsz": 64}
+    result = smoke_test(load_predictor("classification", {"onnx": path}, metadata), metadata)
+    assert result.ok, result.detail
+
+
+def test_classifier_class_names_must_match_the_version(classifier_files):
+    for names in (["person", "car"], ["person", "car", "truck"]):
+        with pytest.raises(MlopsError) as raised:
+            load_predictor("classification", {"onnx": classifier_files.onnx}, {"class_names": names})
+        assert raised.value.code == "model_invalid"
+    predictor = load_predictor("classification", {"onnx": classifier_files.onnx}, {})
+    result = smoke_test(predictor, {"class_names": ["person", "car", "truck"]})
+    assert not result.ok and "class names" in result.detail
+    result = smoke_test(predictor, {"class_names": [*CLASSIFIER_NAMES, "fish"]})
+    assert not result.ok
+
+
+def test_classifier_without_files_is_a_load_error():
+    with pytest.raises(MlopsError) as raised:
+        load_predictor("classification", {}, CLASSIFICATION_METADATA)
+    assert raised.value.code == "model_load_failed"

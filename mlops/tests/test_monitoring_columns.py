@@ -9,8 +9,13 @@ import pytest
 
 from mlops.inference.features import FEATURE_NAMES
 from mlops.monitoring.columns import (
+    CLASSIFICATION_CATEGORICAL,
+    DEFAULT_DRIFT_SHARE,
     DETECTION_CATEGORICAL,
     TABULAR_CATEGORICAL,
+    classification_columns,
+    classification_reference_frame,
+    classification_rows_to_frame,
     detection_columns,
     detection_reference_frame,
     detection_rows_to_frame,
@@ -108,3 +113,43 @@ def test_the_class_mix_is_the_one_categorical_column_whatever_the_number_of_clas
         [{"features": FEATURES, "boxes": [box([0, 0, 1, 1], 1, 0.5), box([0, 0, 1, 1], 0, 0.5)]}], CLASSES
     )
     assert tie.loc[0, "main_class"] == "cat"  # a tie goes to the first class
+
+
+def test_a_logged_classification_becomes_one_row_of_descriptors():
+    rows = [
+        {"features": FEATURES, "class_name": "dog", "confidence": 0.8},
+        {"features": {"width": "wide", "height": 0}, "class_name": "bird", "confidence": None},  # not a class
+        {"features": None},
+    ]
+    table = classification_rows_to_frame(rows, CLASSES)
+    assert list(table.columns) == [*FEATURE_NAMES, "aspect", "top1_confidence", "predicted_class"]
+    assert table.shape == (3, 9)
+    first, second, third = (table.iloc[i] for i in range(3))
+    assert first[list(FEATURE_NAMES)].tolist() == [float(FEATURES[name]) for name in FEATURE_NAMES]
+    assert first["aspect"] == pytest.approx(640 / 480)
+    assert (first["top1_confidence"], first["predicted_class"]) == (0.8, "dog")
+    assert math.isnan(second["width"]) and math.isnan(second["aspect"]) and math.isnan(second["top1_confidence"])
+    assert second["predicted_class"] == third["predicted_class"] == "none"
+    assert table[list(FEATURE_NAMES)].iloc[2].isna().all()
+    assert all(dtype == "float64" for column, dtype in table.dtypes.items() if column != "predicted_class")
+    assert classification_rows_to_frame([], CLASSES).columns.tolist() == classification_columns(CLASSES)
+
+
+def test_the_classification_table_does_not_grow_with_the_classes():
+    assert CLASSIFICATION_CATEGORICAL == ("predicted_class",)
+    many = [f"class{n}" for n in range(1000)]
+    assert len(classification_columns(CLASSES)) == len(classification_columns(many)) == 9
+    row = {"features": FEATURES, "class_name": "class999", "confidence": 0.5}
+    assert classification_rows_to_frame([row], many).shape == (1, 9)
+    assert DEFAULT_DRIFT_SHARE["classification"] == 0.25
+
+
+def test_the_classification_reference_gets_the_same_columns():
+    saved = pd.DataFrame(
+        [{"image": "cat/a.jpg", **FEATURES, "predicted_class": "cat", "top1_confidence": 0.9}]
+    )  # the table mlops.training.yolo_classify saves
+    frame = classification_reference_frame(saved)
+    assert list(frame.columns) == classification_columns(CLASSES)
+    assert frame.loc[0, "aspect"] == pytest.approx(640 / 480) and frame.loc[0, "predicted_class"] == "cat"
+    live = classification_rows_to_frame([{"features": FEATURES, "class_name": "cat", "confidence": 0.9}], CLASSES)
+    pd.testing.assert_frame_equal(frame, live)
