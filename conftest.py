@@ -103,6 +103,14 @@ def model_files(tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="session")
+def classifier_model(tmp_path_factory):
+    """A tiny real YOLO image classifier (3 classes), built once per session."""
+    from tests.models import build_classifier
+
+    return build_classifier(tmp_path_factory.mktemp("classifier-files"))
+
+
 @pytest.fixture
 def unique_name(request):
     """A model name no other test uses (the MLflow store lives for the whole session)."""

@@ -40,6 +40,21 @@ class TabularFiles:
         return {"xgboost": self.model, **({"reference": self.reference} if self.reference else {})}
 
 
+@dataclass(frozen=True)
+class ClassifierFiles:
+    weights: Path
+    onnx: Path
+    class_names: list[str]
+    imgsz: int
+
+    @property
+    def metadata(self) -> dict:
+        return {"class_names": self.class_names, "imgsz": self.imgsz, "architecture": "yolo11n-cls", "task": "classify"}
+
+    def files(self) -> dict[str, Path]:
+        return {"weights": self.weights, "onnx": self.onnx}
+
+
 def build_detector(directory: Path, *, seed: int, imgsz: int = 64, yaml: str = "yolo11n.yaml") -> DetectorFiles:
     """An untrained YOLO from `yaml` with 3 classes, saved as .pt and exported to ONNX."""
     # Ultralytics' environment (offline, no auto-install, settings under VAR_DIR) is set by the
@@ -88,3 +103,14 @@ def build_tabular(directory: Path, *, seed: int, rounds: int = 20) -> TabularFil
     ]
     (directory / f"tabular-{seed}.schema.json").write_text(json.dumps(schema))
     return TabularFiles(model=model, feature_schema=schema, class_names=list(data.target_names))
+
+
+def build_classifier(directory: Path) -> ClassifierFiles:
+    """A tiny yolo11n-cls with 3 classes whose answers differ between images (mlops.tests.classifier_support),
+    saved as .pt and exported to ONNX."""
+    from mlops.tests.classifier_support import IMGSZ, NAMES, build_classifier, export_classifier
+
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = build_classifier(directory)
+    onnx = export_classifier(weights, directory / "classifier.onnx")
+    return ClassifierFiles(weights=weights, onnx=onnx, class_names=list(NAMES), imgsz=IMGSZ)

@@ -38,6 +38,7 @@ class RegisteredModel(models.Model):
     class Kind(models.TextChoices):
         DETECTION = ModelKind.DETECTION, "Detection (YOLO)"
         TABULAR = ModelKind.TABULAR, "Tabular (XGBoost)"
+        CLASSIFICATION = ModelKind.CLASSIFICATION, "Image classification (YOLO)"
 
     name = models.SlugField(max_length=100, unique=True, help_text="Same name as in MLflow's registry.")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -121,7 +121,7 @@ def warm_up(predictor) -> None:
 
     The full smoke test already ran when the version was promoted, on files with the same sha256.
     """
-    if predictor.kind == "detection":
+    if predictor.kind in ("detection", "classification"):
         predictor.predict(sample_image())
     else:
         predictor.predict([{feature.name: feature.typical_value() for feature in predictor.features}])

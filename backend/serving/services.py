@@ -123,7 +123,7 @@ def model_info(model_name: str) -> dict:
         "production": production,
         "class_names": list(metadata.get("class_names") or model.class_names or []),
     }
-    if model.kind == RegisteredModel.Kind.DETECTION:
+    if model.kind in (RegisteredModel.Kind.DETECTION, RegisteredModel.Kind.CLASSIFICATION):
         info["input_size"] = metadata.get("imgsz")
     else:
         schema = list(metadata.get("feature_schema") or model.feature_schema or [])

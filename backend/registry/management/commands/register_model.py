@@ -5,12 +5,16 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backend.registry.services import register_from_files
 from mlops.exceptions import MlopsError
+from mlops.inference.classifier import OnnxClassifier
 from mlops.inference.detector import OnnxDetector
 from mlops.registry.entities import ArtifactRole, ModelKind
 
+# Kinds registered from YOLO files, and what reads their ONNX export's class names and input size.
+IMAGE_KINDS = {ModelKind.DETECTION: OnnxDetector, ModelKind.CLASSIFICATION: OnnxClassifier}
+
 
 class Command(BaseCommand):
-    help = "Register a model version from artifact files (YOLO .pt/.onnx, or an XGBoost JSON model)."
+    help = "Register a model version from artifact files (YOLO .pt/.onnx, detector or classifier; XGBoost JSON)."
 
     def add_arguments(self, parser):
         parser.add_argument("--name", required=True)
@@ -28,7 +32,9 @@ class Command(BaseCommand):
             "--class-names",
             help="Comma-separated class names (default: read from the ONNX file; for XGBoost 0..n-1).",
         )
-        parser.add_argument("--imgsz", type=int, help="Detection: input size (default: read from the ONNX file).")
+        parser.add_argument(
+            "--imgsz", type=int, help="Detection, classification: input size (default: from the ONNX file)."
+        )
         parser.add_argument("--description", default="")
 
     def handle(self, *args, **options):
@@ -37,7 +43,7 @@ class Command(BaseCommand):
             if options[option] and not options[option].is_file():
                 raise CommandError(f"--{option.replace('_', '-')} {options[option]} does not exist")
         files = {}
-        if kind is ModelKind.DETECTION:
+        if kind in IMAGE_KINDS:
             files[ArtifactRole.WEIGHTS if options["artifact"].suffix == ".pt" else ArtifactRole.ONNX] = options[
                 "artifact"
             ]
@@ -75,11 +81,11 @@ class Command(BaseCommand):
         metadata: dict = {}
         if options["class_names"]:
             metadata["class_names"] = [name.strip() for name in options["class_names"].split(",")]
-        if kind is ModelKind.DETECTION:
+        if kind in IMAGE_KINDS:
             if ArtifactRole.ONNX in files:
-                detector = OnnxDetector(files[ArtifactRole.ONNX])
-                metadata.setdefault("class_names", list(detector.class_names))
-                metadata["imgsz"] = options["imgsz"] or detector.imgsz
+                model = IMAGE_KINDS[kind](files[ArtifactRole.ONNX])
+                metadata.setdefault("class_names", list(model.class_names))
+                metadata["imgsz"] = options["imgsz"] or model.imgsz
             elif options["imgsz"]:
                 metadata["imgsz"] = options["imgsz"]
             if not metadata.get("class_names"):
