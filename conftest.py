@@ -178,6 +178,19 @@ def serve_detector(model_files, unique_name, settings):
 
 
 @pytest.fixture
+def serve_classifier(classifier_model, unique_name, settings):
+    """Register and promote the tiny classifier (cat, dog, bird) as this test's default classification model."""
+    settings.DEFAULT_CLASSIFICATION_MODEL = unique_name
+
+    def serve(name: str | None = None):
+        return VersionFactory(
+            name=name or unique_name, kind="classification", files=classifier_model, metrics={}, promoted=True
+        )
+
+    return serve
+
+
+@pytest.fixture
 def serve_trained(trained_detector, unique_name, settings):
     """Register and promote the trained detector (it finds the shapes) as this test's default detector."""
     settings.DEFAULT_DETECTION_MODEL = unique_name

@@ -49,14 +49,21 @@ CONTENT_REFUSALS = {
     "POST /api/v1/batches/": {"invalid_image", "no_images", "wrong_model_kind"},
     "POST /api/v1/tabular/predictions/": {"invalid_record", "wrong_model_kind"},
     "POST /api/v1/detections/{id}/feedback/": {"invalid_feedback"},
+    # top_k past the classes of the model that answers: a bound only the model knows.
+    "POST /api/v1/classifications/": {"invalid_image", "wrong_model_kind", "invalid_parameter"},
+    "POST /api/v1/classifications/{id}/feedback/": {"invalid_feedback"},
 }
 JOB_REQUEST_FIELDS = {"dataset", "model_name", "params"}  # checked against the machine by check_job_request
 
 
 @pytest.fixture
-def api_rows(serve_detector, serve_tabular, model_files, staff_user, unique_name, settings, eager):
-    """A row behind every id the API takes: models, a detection, a batch, a job, an alert, a drift report."""
+def api_rows(serve_detector, serve_tabular, serve_classifier, model_files, staff_user, unique_name, settings, eager):
+    """A row behind every id the API takes: models, a detection, a classification, a batch, a job, an alert,
+    a drift report."""
     serve_tabular()
+    classifier = f"{unique_name}-classifier"
+    serve_classifier(name=classifier)
+    settings.DEFAULT_CLASSIFICATION_MODEL = classifier
     detector = f"{unique_name}-detector"
     serve_detector(name=detector)
     settings.DEFAULT_DETECTION_MODEL = detector
@@ -71,7 +78,12 @@ def api_rows(serve_detector, serve_tabular, model_files, staff_user, unique_name
     client = APIClient()
     detection = client.post("/api/v1/detections/", {"image": ContentFile(PICTURE, name="p.png")})
     batch = client.post("/api/v1/batches/", {"files": [ContentFile(PICTURE, name="p.png")]})  # runs now: eager
-    assert (detection.status_code, batch.status_code) == (201, 202), (detection.content, batch.content)
+    classification = client.post("/api/v1/classifications/", {"image": ContentFile(PICTURE, name="p.png")})
+    assert (detection.status_code, batch.status_code, classification.status_code) == (201, 202, 201), (
+        detection.content,
+        batch.content,
+        classification.content,
+    )
     AlertRule.objects.create(name="disk", kind="disk_free", comparison="<", threshold=101)
     evaluate_rules(kinds=["disk_free"])
     report = DriftReport.objects.create(model=target, version=target.production_version, status=DriftReport.Status.OK)
@@ -81,12 +93,17 @@ def api_rows(serve_detector, serve_tabular, model_files, staff_user, unique_name
         "ids": {
             "/api/v1/detections/{id}": {"id": detection.json()["id"]},
             "/api/v1/batches/{id}": {"id": batch.json()["id"]},
+            "/api/v1/classifications/{id}": {"id": classification.json()["id"]},
             "/api/v1/alerts/{id}": {"id": Alert.objects.get(rule__name="disk").pk},
             "/api/v1/drift-reports/{id}": {"id": report.pk},
             "/api/v1/training-jobs/{id}": {"id": TrainingJobFactory().pk},
             "/api/v1/models/{name}": {"name": registry_target, "version": 2},
         },
-        "env": {"DEFAULT_DETECTION_MODEL": detector, "DEFAULT_TABULAR_MODEL": settings.DEFAULT_TABULAR_MODEL},
+        "env": {
+            "DEFAULT_DETECTION_MODEL": detector,
+            "DEFAULT_TABULAR_MODEL": settings.DEFAULT_TABULAR_MODEL,
+            "DEFAULT_CLASSIFICATION_MODEL": classifier,
+        },
     }
 
 

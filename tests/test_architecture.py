@@ -46,10 +46,16 @@ def test_the_copied_tree_keeps_every_contract(tree):
         (
             "backend/detection/services/detect.py",
             "import backend.scoring.models",
-            "detection and scoring are independent",
+            "detection, scoring and classification",
+        ),
+        (
+            "backend/classification/services/classify.py",
+            "import backend.detection.models",
+            "detection, scoring and classification",
         ),
         ("backend/registry/models.py", "import backend.serving.generation", "Apps depend downwards only"),
-        ("backend/detection/services/detect.py", "import backend.detection.services.pictures", "No import cycles"),
+        # pictures imports rendering: rendering importing pictures closes a cycle.
+        ("backend/detection/services/rendering.py", "import backend.detection.services.pictures", "No import cycles"),
         ("backend/scoring/services.py", "import backend.scoring.api", "Inside each app"),
         ("backend/serving/services.py", "import backend.config.settings", "never from backend.config"),
         ("mlops/monitoring/drift.py", "import evidently", "Evidently is imported by mlops.monitoring"),

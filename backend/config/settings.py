@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "backend.serving",
     "backend.detection",
     "backend.scoring",
+    "backend.classification",
     "backend.monitoring",
     "backend.alerting",
 ]
@@ -355,9 +356,11 @@ MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=40_000_000)
 MAX_IMAGE_SIDE = env.int("MAX_IMAGE_SIDE", default=12_000)
 
 # --- Serving --------------------------------------------------------------------------------
-# The registered models the upload page, /api/v1/detections/, /predict and the scoring form use.
+# The registered models the upload page, /api/v1/detections/, /predict, the scoring form and
+# /api/v1/classifications/ use.
 DEFAULT_DETECTION_MODEL = env.str("DEFAULT_DETECTION_MODEL", default="shapes-detector")
 DEFAULT_TABULAR_MODEL = env.str("DEFAULT_TABULAR_MODEL", default="breast-cancer")
+DEFAULT_CLASSIFICATION_MODEL = env.str("DEFAULT_CLASSIFICATION_MODEL", default="shapes-classifier")
 # ONNX Runtime threads per session (0: let ONNX Runtime decide).
 SERVING_INTRA_OP_THREADS = env.int("SERVING_INTRA_OP_THREADS", default=0)
 # ONNX Runtime's worker threads spin briefly between runs: about 15% faster per detection on an

@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("backend.training.api_urls")),
     path("", include("backend.detection.api_urls")),
     path("", include("backend.scoring.api_urls")),
+    path("", include("backend.classification.api_urls")),
     path("", include("backend.serving.api_urls")),
     path("", include("backend.monitoring.api_urls")),
     path("", include("backend.alerting.api_urls")),

@@ -117,7 +117,11 @@ _known_models: set[str] = set()
 
 def model_label(name: str | None) -> str:
     """`name` when this process served it (or it is a default model), else "unknown"."""
-    defaults = (settings.DEFAULT_DETECTION_MODEL, settings.DEFAULT_TABULAR_MODEL)
+    defaults = (
+        settings.DEFAULT_DETECTION_MODEL,
+        settings.DEFAULT_TABULAR_MODEL,
+        settings.DEFAULT_CLASSIFICATION_MODEL,
+    )
     return name if name and (name in _known_models or name in defaults) else UNKNOWN
 
 

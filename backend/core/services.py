@@ -21,7 +21,10 @@ def record_prediction_error(model_name: str | None, kind: str, code: str) -> Non
     metrics.count_prediction_error(model_name, kind, code)
     if code in NOT_KEPT:
         return
-    default = settings.DEFAULT_DETECTION_MODEL if kind == "detection" else settings.DEFAULT_TABULAR_MODEL
+    default = {
+        "detection": settings.DEFAULT_DETECTION_MODEL,
+        "classification": settings.DEFAULT_CLASSIFICATION_MODEL,
+    }.get(kind, settings.DEFAULT_TABULAR_MODEL)
     try:
         PredictionError.objects.create(model_name=(model_name or default or "")[:100], kind=kind, code=code[:64])
     except DatabaseError:

@@ -1,6 +1,6 @@
 """Detection REST API: upload an image, read it back with boxes drawn or as a heatmap, give feedback, batches.
 
-Access (backend.detection.permissions, backend.serving.throttling): predictions are open to
+Access (backend.serving.permissions, backend.serving.throttling): predictions are open to
 anonymous callers, throttled at API_ANON_RATE; listing past detections needs a login (users see
 their own, staff see all); a single detection or batch is reachable by whoever holds its id, a
 random UUID returned only to the caller who created it.
@@ -24,7 +24,6 @@ from backend.core.pagination import Pagination
 from backend.core.responses import after_response
 from backend.core.serializers import ErrorResponseSerializer
 from backend.detection.models import Batch, Detection, Source
-from backend.detection.permissions import CreateOpenListSignedIn
 from backend.detection.serializers import (
     BatchRequestSerializer,
     BatchSerializer,
@@ -36,9 +35,11 @@ from backend.detection.serializers import (
 )
 from backend.detection.services import batches, detect, feedback, pictures
 from backend.serving.api import TimedView
+from backend.serving.permissions import CreateOpenListSignedIn
 from backend.serving.serializers import ModelInfoSerializer
 from backend.serving.services import Requester, model_info
 from backend.serving.throttling import PredictionThrottle, ReadBackThrottle
+from backend.serving.uploads import check_upload_size
 
 ERRORS = {
     400: OpenApiResponse(ErrorResponseSerializer, description="Invalid input; the body names the field."),
@@ -103,7 +104,7 @@ def _detect_from(view: TimedView, serializer_class, file_field: str, *, source: 
     data = serializer.validated_data
     view.prediction_model = data.get("model") or settings.DEFAULT_DETECTION_MODEL
     upload = data[file_field]
-    detect.check_upload_size(upload.size)
+    check_upload_size(upload.size)
     return detect.detect_image(
         upload.read(),
         filename=upload.name or "",

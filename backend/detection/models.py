@@ -11,19 +11,13 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from backend.registry.models import ModelVersion
-
-
-class Source(models.TextChoices):
-    API = "api", "REST API"
-    WEB = "web", "Upload page"
-    COMPAT = "compat", "Compatibility endpoint (/predict)"
-    BATCH = "batch", "Batch"
+from backend.serving.reviewers import is_trusted_reviewer, trusted_reviewers
+from backend.serving.sources import Source
 
 
 class Batch(models.Model):
@@ -126,30 +120,8 @@ class Detection(models.Model):
         return list((self.model_version.metadata or {}).get("class_names", []))
 
 
-# Whose verdicts become training labels: active staff (superusers too), and active holders of this
-# permission, given in the admin to a person or a group (reviewers who are not staff).
-TRUSTED_FEEDBACK_PERMISSION = "detection.trusted_feedback"
-
-
-def is_trusted_reviewer(user) -> bool:
-    """Whether `user`'s verdicts count as training labels (anonymous callers' never do)."""
-    return bool(
-        user is not None
-        and user.is_authenticated
-        and user.is_active
-        and (user.is_staff or user.has_perm(TRUSTED_FEEDBACK_PERMISSION))
-    )
-
-
-def trusted_reviewers() -> models.QuerySet:
-    """The people `is_trusted_reviewer` says yes to, as one query (for exports over many verdicts)."""
-    app_label, codename = TRUSTED_FEEDBACK_PERMISSION.split(".")
-    holds = Q(user_permissions__codename=codename, user_permissions__content_type__app_label=app_label) | Q(
-        groups__permissions__codename=codename, groups__permissions__content_type__app_label=app_label
-    )
-    return get_user_model().objects.filter(Q(is_active=True) & (Q(is_staff=True) | Q(is_superuser=True) | holds))
-
-
+# Whose verdicts become training labels: backend.serving.reviewers (the rule classification shares);
+# the permission it names is declared on Feedback below.
 class FeedbackQuerySet(models.QuerySet):
     def trusted(self) -> FeedbackQuerySet:
         """Verdicts whose author is trusted now: withdrawing someone's trust withdraws their labels too."""

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from backend.core.fields import CharField, IntegerField, NumberField
 from backend.detection.models import Batch, Detection, Feedback
 from backend.detection.services.detect import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, MAX_MAX_DET
-from backend.serving.serializers import ModelRefSerializer
+from backend.serving.serializers import ImageSizeSerializer, ModelRefSerializer
 
 
 # -- requests ---------------------------------------------------------------------------------------
@@ -76,11 +76,6 @@ class BoxSerializer(serializers.Serializer):
     class_id = serializers.IntegerField()
     class_name = serializers.CharField()
     confidence = serializers.FloatField()
-
-
-class ImageSizeSerializer(serializers.Serializer):
-    width = serializers.IntegerField()
-    height = serializers.IntegerField()
 
 
 class ParamsSerializer(serializers.Serializer):

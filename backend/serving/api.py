@@ -17,7 +17,7 @@ class TimedView(APIView):
     latency covers parsing the upload too), and what backend.core.errors needs to count the errors it
     answers POSTs with: the kind of model, and the model asked for once the request is validated."""
 
-    prediction_kind = ""  # "detection" or "tabular"
+    prediction_kind = ""  # "detection", "tabular" or "classification"
     prediction_model: str | None = None
 
     def initial(self, request, *args, **kwargs):

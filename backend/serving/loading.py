@@ -170,12 +170,14 @@ def model_server() -> ModelServer:
 
 
 def preload_default_models() -> threading.Thread:
-    """Load the default detector and tabular model in the background (web worker start-up, gunicorn.conf.py).
+    """Load the default detector, tabular model and classifier in the background (web worker start-up,
+    gunicorn.conf.py).
 
     The first request after a start then finds them loaded instead of paying the load and warm-up.
     A model with nothing in production is skipped (logged); requests load it once it is promoted.
     """
-    names = [name for name in (settings.DEFAULT_DETECTION_MODEL, settings.DEFAULT_TABULAR_MODEL) if name]
+    defaults = (settings.DEFAULT_DETECTION_MODEL, settings.DEFAULT_TABULAR_MODEL, settings.DEFAULT_CLASSIFICATION_MODEL)
+    names = [name for name in defaults if name]
 
     def run() -> None:
         try:

@@ -9,6 +9,13 @@ class ModelRefSerializer(serializers.Serializer):
     label = serializers.CharField(help_text="Semantic label, e.g. v1.3.")
 
 
+class ImageSizeSerializer(serializers.Serializer):
+    """An image's size as the model saw it (after EXIF orientation)."""
+
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+
+
 class ModelInfoSerializer(serializers.Serializer):
     """A registered model as its users see it: what is in production and what it takes."""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,14 +25,13 @@ from django.utils import timezone
 from PIL import Image
 
 from backend.core import metrics
-from backend.core.mlops_config import mlops_config
 from backend.detection.models import Detection, Source
 from backend.serving.loading import ServingVersion
 from backend.serving.services import Requester, inference_slot, served_model
 from backend.serving.signals import prediction_logged
-from mlops.exceptions import InputTooLarge, MlopsError
+from backend.serving.uploads import check_upload_size, decode_upload, storage_name
+from mlops.exceptions import MlopsError
 from mlops.inference.features import image_features
-from mlops.inference.images import decode_image, image_format
 
 DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.7
@@ -61,27 +59,6 @@ class DetectionResult:
     detection: Detection
     version: ServingVersion
     finish: Callable[[], None]
-
-
-def check_upload_size(size: int | None) -> None:
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if size is not None and size > limit:
-        raise InputTooLarge(
-            f"The file is {size} bytes; the limit is {limit} bytes.",
-            code="file_too_large",
-            details={"size": size, "limit": limit},
-        )
-
-
-def decode_upload(data: bytes) -> Image.Image:
-    config = mlops_config()
-    return decode_image(data, max_pixels=config.max_image_pixels, max_side=config.max_image_side)
-
-
-def _storage_name(detection_id: uuid.UUID, data: bytes) -> str:
-    """Where an upload is stored: our name and a suffix from what its bytes are, never the client's."""
-    day = timezone.now().strftime("%Y/%m/%d")
-    return f"detections/{day}/{detection_id.hex}.{image_format(data).lower()}"
 
 
 def detect_image(
@@ -130,7 +107,7 @@ def detect_image(
         user=requester.user,
         session_key=requester.session_key,
     )
-    detection.image.name = _storage_name(detection.id, data)
+    detection.image.name = storage_name("detections", detection.id, data)
     if not defer_features:
         detection.features = image_features(image)
     detection.latency_ms = round((time.perf_counter() - started) * 1000, 3)

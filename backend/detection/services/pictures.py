@@ -13,7 +13,7 @@ from PIL import Image
 
 from backend.detection.models import Detection
 from backend.detection.services import rendering
-from backend.detection.services.detect import decode_upload
+from backend.serving.uploads import decode_upload, thumbnail_jpeg
 from mlops.exceptions import MlopsError
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def thumbnail_bytes(detection: Detection) -> bytes:
                 return handle.read()
         except FileNotFoundError:
             pass  # made again below
-    data = rendering.thumbnail_jpeg(stored_image(detection))
+    data = thumbnail_jpeg(stored_image(detection))
     folder = PurePath(detection.image.name).parent.relative_to("detections")
     name = default_storage.save(f"thumbnails/{folder}/{detection.pk.hex}.jpg", ContentFile(data))
     # Conditional: with two first requests at once, one name is kept and the other file removed.

@@ -1,4 +1,4 @@
-"""Pictures made from a detection: thumbnails, boxes drawn on the image, and a confidence heatmap.
+"""Pictures made from a detection: boxes drawn on the image, and a confidence heatmap.
 
 Rendered on demand from the stored upload (decoded by the same `decode_image` the model saw), so
 the stored files stay the upload itself and a small thumbnail.
@@ -11,7 +11,6 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-THUMBNAIL_SIDE = 320
 # Distinct, readable colours for class ids (cycled).
 PALETTE = (
     (230, 25, 75),
@@ -31,14 +30,6 @@ HEATMAP_GRID = 192
 
 def class_colour(class_id: int) -> tuple[int, int, int]:
     return PALETTE[class_id % len(PALETTE)]
-
-
-def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
-    small = image.copy()
-    small.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    buffer = io.BytesIO()
-    small.save(buffer, format="JPEG", quality=80)
-    return buffer.getvalue()
 
 
 def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:

@@ -146,14 +146,18 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(model_files, un
     wait_until(lambda: model_server().status()[unique_name]["failed_attempts"] == 0, timeout=10, what="recovery")
 
 
-def test_preloading_loads_the_default_models_before_any_request(model_files, unique_name, settings):
+def test_preloading_loads_the_default_models_before_any_request(model_files, classifier_model, unique_name, settings):
     settings.DEFAULT_DETECTION_MODEL = unique_name
     settings.DEFAULT_TABULAR_MODEL = f"{unique_name}-tab"
+    settings.DEFAULT_CLASSIFICATION_MODEL = f"{unique_name}-cls"
     detector = VersionFactory(
         name=unique_name, kind="detection", files=model_files["detectors"][0], metrics={}, promoted=True
     )
     tabular = VersionFactory(
         name=f"{unique_name}-tab", kind="tabular", files=model_files["tabular"][0], metrics={}, promoted=True
+    )
+    classifier = VersionFactory(
+        name=f"{unique_name}-cls", kind="classification", files=classifier_model, metrics={}, promoted=True
     )
     assert unique_name not in model_server().status()
 
@@ -162,6 +166,7 @@ def test_preloading_loads_the_default_models_before_any_request(model_files, uni
     status = model_server().status()
     assert status[unique_name]["version"].version == detector.version
     assert status[f"{unique_name}-tab"]["version"].version == tabular.version
+    assert status[f"{unique_name}-cls"]["version"].version == classifier.version
 
 
 def test_a_web_worker_started_from_the_procfile_config_loads_models_at_start(model_files, unique_name, tmp_path):

@@ -1,6 +1,6 @@
-"""Who may call what. Predictions are open to anonymous callers by design (throttled); lists of
-past predictions need a login; a single detection or batch is reachable by whoever holds its id (a
-random UUID returned only to its creator, like an unlisted link)."""
+"""Who may call what, the same for every prediction API. Predictions are open to anonymous callers by
+design (throttled); lists of past predictions need a login; a single prediction or batch is
+reachable by whoever holds its id (a random UUID returned only to its creator, like an unlisted link)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,203 @@
+"""Classification REST API: classify an image, read it back as a thumbnail, give feedback.
+
+Access is detection's (backend.serving.permissions, backend.serving.throttling): classifying is open
+to anonymous callers, throttled at API_ANON_RATE; listing past classifications needs a login (users
+see their own, staff everyone's); one classification is reachable by whoever holds its id, a random
+UUID returned only to the caller who made it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.classification.models import Classification
+from backend.classification.serializers import (
+    ClassificationFeedbackRequestSerializer,
+    ClassificationFeedbackSerializer,
+    ClassificationRequestSerializer,
+    ClassificationSerializer,
+)
+from backend.classification.services import classify, feedback, pictures
+from backend.core.pagination import Pagination
+from backend.core.responses import after_response
+from backend.core.serializers import ErrorResponseSerializer
+from backend.serving.api import TimedView
+from backend.serving.permissions import CreateOpenListSignedIn
+from backend.serving.services import Requester
+from backend.serving.sources import Source
+from backend.serving.throttling import PredictionThrottle, ReadBackThrottle
+from backend.serving.uploads import check_upload_size
+
+ERRORS = {
+    400: OpenApiResponse(ErrorResponseSerializer, description="Invalid input; the body names the field."),
+    404: OpenApiResponse(ErrorResponseSerializer, description="No such classification or model."),
+}
+PREDICTION_ERRORS = {
+    **ERRORS,
+    400: OpenApiResponse(
+        ErrorResponseSerializer,
+        description="Invalid input; the body names the field (top_k past the model's classes: invalid_parameter; "
+        "not an image: invalid_image; a model of another kind: wrong_model_kind).",
+    ),
+    413: OpenApiResponse(ErrorResponseSerializer, description="File or image too large (image_too_large...)."),
+    429: OpenApiResponse(ErrorResponseSerializer, description="Anonymous rate limit (API_ANON_RATE) reached."),
+    503: OpenApiResponse(ErrorResponseSerializer, description="No version in production, or it cannot load."),
+}
+
+
+class JpegRenderer(BaseRenderer):
+    """Lets clients ask for the picture by its media type; the view returns the bytes itself."""
+
+    media_type = "image/jpeg"
+    format = "jpg"
+    charset = None
+    render_style = "binary"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data
+
+
+class ClassificationListCreate(TimedView):
+    """POST an image to classify it (open to anyone, throttled); GET your past classifications (signed in)."""
+
+    permission_classes = [CreateOpenListSignedIn]
+    parser_classes = [MultiPartParser]
+    pagination_class = Pagination  # the schema shows the GET as a page (limit, offset, count, results)
+    prediction_kind = "classification"
+
+    def get_throttles(self):
+        return [PredictionThrottle()] if self.request.method == "POST" else []
+
+    @extend_schema(
+        operation_id="classifications_create",
+        request={"multipart/form-data": ClassificationRequestSerializer},
+        responses={201: ClassificationSerializer, **PREDICTION_ERRORS},
+        description="Classify an image with the production version of the classifier: its top_k best classes "
+        "with their probabilities, best first. The answer names the version that actually answered. Open to "
+        "anonymous callers (throttled at API_ANON_RATE).",
+    )
+    def post(self, request):
+        serializer = ClassificationRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        self.prediction_model = data.get("model") or settings.DEFAULT_CLASSIFICATION_MODEL
+        upload = data["image"]
+        check_upload_size(upload.size)
+        result = classify.classify_image(
+            upload.read(),
+            filename=upload.name or "",
+            model_name=self.prediction_model,
+            top_k=data.get("top_k"),
+            requester=Requester.from_request(request),
+            source=Source.WEB if request.headers.get("X-Modelyard-Client") == "web" else Source.API,
+            started=self.started,
+            defer_features=True,
+        )
+        body = ClassificationSerializer(result.classification, context={"served_version": result.version}).data
+        response = Response(body, status=status.HTTP_201_CREATED)
+        return after_response(response, result.finish, what=f"classification features {result.classification.pk}")
+
+    @extend_schema(
+        operation_id="classifications_list",
+        responses={
+            200: ClassificationSerializer(many=True),
+            400: OpenApiResponse(ErrorResponseSerializer, description="limit or offset not a whole number in range."),
+        },
+        description="Your classifications, newest first (staff see everyone's). Needs a signed-in user.",
+    )
+    def get(self, request):
+        queryset = Classification.objects.select_related("model_version__model")
+        if not request.user.is_staff:
+            queryset = queryset.filter(user=request.user)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset.order_by("-created_at"), request, view=self)
+        return paginator.get_paginated_response(ClassificationSerializer(page, many=True).data)
+
+
+def _classification(pk) -> Classification:
+    return get_object_or_404(Classification.objects.select_related("model_version__model"), pk=pk)
+
+
+class ClassificationDetail(APIView):
+    """One classification with its feedback; reachable by whoever holds its id."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: ClassificationSerializer, 404: ERRORS[404]})
+    def get(self, request, pk):
+        classification = _classification(pk)
+        return Response(ClassificationSerializer(classification, context={"with_feedback": True}).data)
+
+
+class ClassificationThumbnail(APIView):
+    """The thumbnail on success, a JSON error body otherwise."""
+
+    permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer, JpegRenderer]
+    throttle_classes = [ReadBackThrottle]
+
+    def handle_exception(self, exc):
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
+    @extend_schema(
+        responses={
+            (200, "image/jpeg"): OpenApiTypes.BINARY,
+            404: ERRORS[404],
+            410: OpenApiResponse(ErrorResponseSerializer, description="The image was deleted."),
+            429: OpenApiResponse(ErrorResponseSerializer, description="Read-back rate limit (API_READBACK_RATE)."),
+        },
+        description="A small JPEG of the image as the model saw it (longest side 320 px).",
+    )
+    def get(self, request, pk):
+        response = HttpResponse(pictures.thumbnail_bytes(_classification(pk)), content_type="image/jpeg")
+        response["Cache-Control"] = "private, max-age=86400"
+        return response
+
+
+class ClassificationFeedback(APIView):
+    """Say whether a classification's best class was right; a wrong one may name the right class."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [PredictionThrottle]
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=ClassificationFeedbackRequestSerializer,
+        responses={
+            201: ClassificationFeedbackSerializer,
+            400: OpenApiResponse(
+                ErrorResponseSerializer,
+                description="Invalid input; the body names the field (a class the model does not have: "
+                "invalid_feedback, field correct_class).",
+            ),
+            404: ERRORS[404],
+            429: OpenApiResponse(ErrorResponseSerializer, description="Anonymous rate limit (API_ANON_RATE) reached."),
+        },
+        description="Stored as labelled data; it counts as a training label when given by staff or a trusted "
+        "reviewer (the `trusted` field).",
+    )
+    def post(self, request, pk):
+        classification = _classification(pk)
+        serializer = ClassificationFeedbackRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        verdict = feedback.record_feedback(
+            classification,
+            verdict=data["verdict"],
+            correct_class=data.get("correct_class", ""),
+            comment=data.get("comment", ""),
+            requester=Requester.from_request(request),
+        )
+        return Response(ClassificationFeedbackSerializer(verdict).data, status=status.HTTP_201_CREATED)

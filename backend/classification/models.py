@@ -1,0 +1,130 @@
+"""The prediction log of image classifiers: one Classification row per image, and feedback on it.
+
+Like detections, rows are evidence (never edited; only the stored files may go), every row names the
+version that answered, and ids are random UUIDs working as capabilities: a classification id is
+returned only to the caller who made it; lists need a login.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from backend.registry.models import ModelVersion
+from backend.serving.reviewers import is_trusted_reviewer, trusted_reviewers
+from backend.serving.sources import Source
+
+
+class Classification(models.Model):
+    """One image run through a classifier: what answered, how fast, its best classes, and the image itself."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # PROTECT: a version with predictions is evidence and cannot disappear under them.
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="classifications")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name.")
+    # The upload as sent (exact evidence) and a small JPEG of the decoded image, made when first asked for.
+    image = models.FileField(max_length=255, blank=True)
+    thumbnail = models.FileField(max_length=255, blank=True)
+    image_deleted_at = models.DateTimeField(null=True, blank=True)
+    width = models.PositiveIntegerField(help_text="After EXIF orientation.")
+    height = models.PositiveIntegerField()
+    # The top_k best: [{"class_id", "class_name", "probability"}], best first.
+    classes = models.JSONField(default=list)
+    # The whole probability vector, in the version's class order (sums to 1).
+    probabilities = models.JSONField(default=list)
+    class_name = models.CharField(max_length=100, help_text="The best class.")
+    confidence = models.FloatField(help_text="The best class's probability.")
+    top_k = models.PositiveIntegerField()
+    # mlops.inference.features.image_features: width, height, brightness, contrast, sharpness, colourfulness.
+    features = models.JSONField(default=dict)
+    latency_ms = models.FloatField(help_text="Server time from the request to the answer.")
+    inference_ms = models.FloatField(help_text="Time spent in the model (pre- and post-processing included).")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    session_key = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # Retention: "images older than N days not yet deleted"; monitoring windows by time.
+            models.Index(fields=["created_at"], name="classif_created_idx"),
+            # Monitoring: a version's recent predictions (drift, latency percentiles).
+            models.Index(fields=["model_version", "created_at"], name="classif_version_time_idx"),
+            # Monitoring: a version's share of each predicted class over a window.
+            models.Index(fields=["model_version", "class_name", "created_at"], name="classif_class_idx"),
+            # Monitoring: a version's unsure answers ("top-1 below 0.5").
+            models.Index(fields=["model_version", "confidence"], name="classif_confidence_idx"),
+            # History: a user's or an anonymous session's latest classifications.
+            models.Index(fields=["user", "created_at"], name="classif_user_time_idx"),
+            models.Index(fields=["session_key", "created_at"], name="classif_session_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"classification {self.id} ({self.class_name} {self.confidence:.2f})"
+
+    @property
+    def has_image(self) -> bool:
+        return bool(self.image) and self.image_deleted_at is None
+
+    def class_names(self) -> list[str]:
+        return list((self.model_version.metadata or {}).get("class_names", []))
+
+
+class FeedbackQuerySet(models.QuerySet):
+    def trusted(self) -> FeedbackQuerySet:
+        """Verdicts whose author is trusted now (backend.serving.reviewers, the rule detection uses too)."""
+        return self.filter(user__in=trusted_reviewers().values("pk"))
+
+    def untrusted(self) -> FeedbackQuerySet:
+        """Anonymous verdicts and those of people not (or no longer) trusted: kept, not taken as labels."""
+        return self.exclude(user__in=trusted_reviewers().values("pk"))
+
+
+class ClassificationFeedback(models.Model):
+    """A person's verdict on a classification's best class, with the right class when it was wrong.
+
+    Anyone holding the id may give feedback, so a verdict counts as a training label only when its
+    author is a trusted reviewer (`trusted`); the others are kept and marked.
+    """
+
+    class Verdict(models.TextChoices):
+        CORRECT = "correct"
+        WRONG = "wrong"
+
+    classification = models.ForeignKey(Classification, on_delete=models.CASCADE, related_name="feedback")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    # With a wrong verdict: the class the image really shows (one of the version's classes); empty: not said.
+    correct_class = models.CharField(max_length=100, blank=True)
+    comment = models.TextField(blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    session_key = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = FeedbackQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "classification feedback"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(correct_class="") | Q(verdict="wrong"),
+                name="classification_feedback_class_only_for_wrong",
+            )
+        ]
+        indexes = [
+            # Export and monitoring: the latest verdicts on a classification.
+            models.Index(fields=["classification", "created_at"], name="classif_feedback_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} on {self.classification_id}"
+
+    @property
+    def trusted(self) -> bool:
+        """Whether this verdict counts as a training label (its author is a trusted reviewer, now)."""
+        return is_trusted_reviewer(self.user)
