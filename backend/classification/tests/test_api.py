@@ -261,3 +261,28 @@ def test_listing_needs_login_and_shows_only_your_own(serve_classifier, plain_use
     assert staff.get(URL).json()["count"] == 3
     assert staff.get(URL, {"limit": "abc"}).status_code == 400
     assert Classification.objects.get(pk=mine).user == plain_user
+
+
+def test_old_images_are_purged_and_missing_descriptors_filled_from_the_stored_upload(serve_classifier):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backend.classification.tasks import fill_missing_features, purge_old_images
+
+    serve_classifier()
+    ids = [upload(APIClient(), asset(name).read_bytes(), name).json()["id"] for name in ("bus.jpg", "zidane.jpg")]
+    bus, zidane = (Classification.objects.get(pk=pk) for pk in ids)
+    expected = bus.features
+    # bus: a row whose process died before its descriptors; zidane: past the retention period.
+    Classification.objects.filter(pk=bus.pk).update(features={}, created_at=timezone.now() - timedelta(minutes=5))
+    Classification.objects.filter(pk=zidane.pk).update(
+        created_at=timezone.now() - timedelta(days=settings.PREDICTION_IMAGE_RETENTION_DAYS + 1)
+    )
+    stored = zidane.image.name
+    assert default_storage.exists(stored) and purge_old_images() == 1
+    zidane.refresh_from_db()
+    assert zidane.image_deleted_at is not None and not zidane.image and not default_storage.exists(stored)
+    assert fill_missing_features() == 1
+    assert Classification.objects.get(pk=bus.pk).features == pytest.approx(expected)
+    assert fill_missing_features() == 0

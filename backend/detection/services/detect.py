@@ -11,34 +11,29 @@ before it wrote them.
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.utils import timezone
 from PIL import Image
 
 from backend.core import metrics
 from backend.detection.models import Detection, Source
+from backend.serving import uploads
 from backend.serving.loading import ServingVersion
 from backend.serving.services import Requester, inference_slot, served_model
 from backend.serving.signals import prediction_logged
 from backend.serving.uploads import check_upload_size, decode_upload, storage_name
-from mlops.exceptions import MlopsError
 from mlops.inference.features import image_features
 
 DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.7
 DEFAULT_MAX_DET = 300
 MAX_MAX_DET = 1000
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -157,20 +152,8 @@ def _finish(detection: Detection, image: Image.Image, model_name: str) -> None:
 
 
 def fill_missing_features(*, older_than_s: float = 60.0, limit: int = 500) -> int:
-    """Descriptors for rows whose process died between the answer and `finish()`, read from the
-    stored upload (kept for the retention period). Rows whose upload is gone are left as they are."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_s)
-    filled = 0
-    missing = Detection.objects.filter(features={}, created_at__lt=cutoff).exclude(image="").order_by("created_at")
-    for detection in missing[:limit]:
-        try:
-            with default_storage.open(detection.image.name, "rb") as stored:
-                image = decode_upload(stored.read())
-        except (OSError, MlopsError) as exc:
-            logger.warning("detection.features_unreadable id=%s reason=%s", detection.pk, exc)
-            continue
-        filled += Detection.objects.filter(pk=detection.pk, features={}).update(features=image_features(image))
-    return filled
+    """Descriptors of detections whose web process died right after answering (see uploads.fill_missing_features)."""
+    return uploads.fill_missing_features(Detection, older_than_s=older_than_s, limit=limit)
 
 
 def _announce(detection: Detection, model_name: str) -> None:
