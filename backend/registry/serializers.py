@@ -12,16 +12,12 @@ class VersionSummarySerializer(serializers.ModelSerializer):
 
 
 class RegisteredModelSerializer(serializers.ModelSerializer):
-    production = serializers.SerializerMethodField()
+    production = VersionSummarySerializer(source="production_version", read_only=True, allow_null=True)
     versions = serializers.IntegerField(source="versions.count", read_only=True)
 
     class Meta:
         model = RegisteredModel
         fields = ["name", "kind", "description", "class_names", "production", "versions", "created_at"]
-
-    def get_production(self, model) -> dict | None:
-        version = model.production_version
-        return VersionSummarySerializer(version).data if version else None
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -51,8 +47,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 class DeploymentSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name")
-    from_version = serializers.SerializerMethodField()
-    to_version = serializers.SerializerMethodField()
+    from_version = VersionSummarySerializer(read_only=True, allow_null=True)
+    to_version = VersionSummarySerializer(read_only=True, allow_null=True)
     actor = serializers.CharField(source="actor.username", default=None)
     approved_by = serializers.CharField(source="approved_by.username", default=None)
 
@@ -73,12 +69,6 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "error",
             "created_at",
         ]
-
-    def get_from_version(self, deployment) -> dict | None:
-        return VersionSummarySerializer(deployment.from_version).data if deployment.from_version else None
-
-    def get_to_version(self, deployment) -> dict | None:
-        return VersionSummarySerializer(deployment.to_version).data if deployment.to_version else None
 
 
 class PromotionRequestSerializer(serializers.ModelSerializer):
