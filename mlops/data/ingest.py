@@ -3,14 +3,17 @@
 Sources::
 
     synthetic:shapes          coloured shapes on varied backgrounds (options: ShapesSpec fields)
+    synthetic:classification  one shape per image, classed by its shape (options: ClassificationSpec fields)
     synthetic:tabular         a table with a known signal (options: TabularSpec fields)
     sklearn:breast_cancer     scikit-learn's bundled table
     kaggle:OWNER/DATASET      kagglehub download, then converted (options: target=... for tables)
     folder:/some/path         a local folder, converted like a Kaggle download
 
-Two image layouts are converted: YOLO folders (`images/` + `labels/`, flat or split) and one
-folder per class (each image becomes one box covering it). A single CSV/parquet file becomes a
-tabular dataset. Kaggle without credentials or network fails within seconds with OfflineError.
+`kind` says what the caller wants the data to become; left out, the source decides. Image folders
+are converted in two layouts: YOLO folders (`images/` + `labels/`, flat or split) become detection
+sets, and one folder per class becomes a classification set when kind is "classification", else
+a detection set (each image one box covering it). A single CSV/parquet file becomes a tabular
+dataset. Kaggle without credentials or network fails within seconds with OfflineError.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from mlops.data.layout import (
 from mlops.data.network import probe_http
 from mlops.data.synthetic import (
     TABLE_FILE,
+    ClassificationSpec,
     ShapesSpec,
     TabularSpec,
+    generate_classification,
     generate_shapes,
     generate_tabular,
     load_breast_cancer_table,
@@ -42,6 +47,7 @@ from mlops.exceptions import InvalidInput, NotFound, OfflineError
 logger = logging.getLogger(__name__)
 
 KAGGLE_PROBE_TIMEOUT = 3.0
+KINDS = ("detection", "classification", "tabular")
 SPLIT_FOLDERS = {
     "train": "train",
     "training": "train",
@@ -55,7 +61,7 @@ _NAME_FILES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml", "classes.
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What landed in `path`: a detection set (items = images) or a table (items = rows)."""
+    """What landed in `path`: an image set (items = images) or a table (items = rows)."""
 
     source: str
     path: Path
@@ -64,34 +70,53 @@ class IngestResult:
     class_names: tuple[str, ...] = ()
 
 
-def ingest(source: str, dest: Path | str, *, options: dict | None = None) -> IngestResult:
-    """Fetch or generate `source` into `dest` (replaced), in the raw layout of mlops.data.layout."""
+def ingest(source: str, dest: Path | str, *, options: dict | None = None, kind: str | None = None) -> IngestResult:
+    """Fetch or generate `source` into `dest` (replaced), in the raw layout of mlops.data.layout.
+
+    `kind` ("detection", "classification" or "tabular") is what the dataset must become; a source
+    that cannot become it is refused (InvalidInput, code kind_mismatch) before anything is written.
+    """
     dest = Path(dest)
     options = dict(options or {})
+    if kind is not None and kind not in KINDS:
+        raise InvalidInput(f"unknown dataset kind {kind!r}; use one of {list(KINDS)}", code="bad_kind")
     scheme, _, rest = source.partition(":")
     if scheme == "synthetic" and rest == "shapes":
+        _expect(kind, "detection", source)
         spec = ShapesSpec.from_mapping(options)
         generate_shapes(dest, spec)
         return IngestResult(source, dest, "detection", spec.count, spec.classes)
+    if scheme == "synthetic" and rest == "classification":
+        _expect(kind, "classification", source)
+        spec = ClassificationSpec.from_mapping(options)
+        generate_classification(dest, spec)
+        return IngestResult(source, dest, "classification", spec.count, spec.classes)
     if scheme == "synthetic" and rest == "tabular":
+        _expect(kind, "tabular", source)
         spec = TabularSpec.from_mapping(options)
         generate_tabular(dest, spec)
         return IngestResult(source, dest, "tabular", spec.rows, ("negative", "positive"))
     if scheme == "sklearn" and rest == "breast_cancer":
+        _expect(kind, "tabular", source)
         load_breast_cancer_table(dest)
         return IngestResult(source, dest, "tabular", 569, ("malignant", "benign"))
     if scheme == "kaggle" and rest:
-        return _ingest_kaggle(source, rest, dest, options)
+        return _ingest_kaggle(source, rest, dest, options, kind)
     if scheme == "folder" and rest:
         folder = Path(rest)
         if not folder.is_dir():
             raise NotFound(f"folder {folder} does not exist", code="source_missing")
-        return convert_folder(folder, dest, source=source, target=options.get("target"))
+        return convert_folder(folder, dest, source=source, target=options.get("target"), kind=kind)
     raise InvalidInput(
-        f"unknown data source {source!r}: use synthetic:shapes, synthetic:tabular, sklearn:breast_cancer, "
-        "kaggle:OWNER/DATASET or folder:PATH",
+        f"unknown data source {source!r}: use synthetic:shapes, synthetic:classification, synthetic:tabular, "
+        "sklearn:breast_cancer, kaggle:OWNER/DATASET or folder:PATH",
         code="bad_source",
     )
+
+
+def _expect(wanted: str | None, given: str, source: str) -> None:
+    if wanted is not None and wanted != given:
+        raise InvalidInput(f"{source} is a {given} dataset, not a {wanted} one", code="kind_mismatch")
 
 
 # -- Kaggle -----------------------------------------------------------------------------------
@@ -122,7 +147,7 @@ def kaggle_readiness(timeout: float = KAGGLE_PROBE_TIMEOUT) -> None:
         )
 
 
-def _ingest_kaggle(source: str, handle: str, dest: Path, options: dict) -> IngestResult:
+def _ingest_kaggle(source: str, handle: str, dest: Path, options: dict, kind: str | None) -> IngestResult:
     import kagglehub
     import requests
     from kagglehub.exceptions import KaggleApiHTTPError
@@ -153,7 +178,7 @@ def _ingest_kaggle(source: str, handle: str, dest: Path, options: dict) -> Inges
                 f"Kaggle download of {handle} lost the network: {exc}", code="kaggle_unreachable"
             ) from exc
         logger.info("data.kaggle_downloaded handle=%s path=%s", handle, downloaded)
-        return convert_folder(downloaded, dest, source=source, target=options.get("target"))
+        return convert_folder(downloaded, dest, source=source, target=options.get("target"), kind=kind)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -161,21 +186,41 @@ def _ingest_kaggle(source: str, handle: str, dest: Path, options: dict) -> Inges
 # -- layout conversion ------------------------------------------------------------------------
 
 
-def convert_folder(folder: Path, dest: Path, *, source: str, target: str | None = None) -> IngestResult:
-    """Recognise the folder's layout (YOLO, one folder per class, a table) and convert it."""
+def convert_folder(
+    folder: Path, dest: Path, *, source: str, target: str | None = None, kind: str | None = None
+) -> IngestResult:
+    """Recognise the folder's layout (YOLO, one folder per class, a table) and convert it into `kind`.
+
+    Without `kind`, images become a detection set (YOLO labels, or one box per image of a class
+    folder) and a table a tabular set.
+    """
     folder = Path(folder)
     images = sorted(p for p in folder.rglob("*") if is_image(p))
-    if images and any("images" in p.relative_to(folder).parts[:-1] for p in images):
+    yolo = bool(images) and any("images" in p.relative_to(folder).parts[:-1] for p in images)
+    if kind == "classification":
+        if yolo:
+            raise InvalidInput(
+                f"{folder} is a YOLO detection layout (images/ + labels/), not one folder per class",
+                code="kind_mismatch",
+            )
+        if not images:
+            raise InvalidInput(f"{folder} holds no images to classify", code="unsupported_layout")
+        return _convert_class_folders_for_classification(folder, images, dest, source)
+    if kind in (None, "detection") and yolo:
         return _convert_yolo(folder, images, dest, source)
-    if images:
+    if kind in (None, "detection") and images:
         return _convert_class_folders(folder, images, dest, source)
     tables = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
-    if len(tables) >= 1:
+    if kind in (None, "tabular") and len(tables) >= 1:
         return _convert_table(folder, tables, dest, source, target)
     found = sorted({p.suffix.lower() or p.name for p in folder.rglob("*") if p.is_file()})[:20]
+    wanted = {
+        None: "images (YOLO or class folders) or one CSV/parquet table",
+        "detection": "images (YOLO or class folders)",
+        "tabular": "one CSV/parquet table",
+    }[kind]
     raise InvalidInput(
-        f"no supported layout in {folder}: expected images (YOLO or class folders) or one CSV/parquet table; "
-        f"found {found}",
+        f"no supported layout in {folder}: expected {wanted}; found {found}",
         code="unsupported_layout",
     )
 
@@ -239,6 +284,45 @@ def _convert_class_folders(folder: Path, images: list[Path], dest: Path, source:
     write_dataset_info(dest, {"kind": "detection", "names": classes, "source": source, "layout": "class_folders"})
     logger.info("data.converted layout=class_folders source=%s images=%s classes=%s", source, count, len(classes))
     return IngestResult(source, dest, "detection", count, tuple(classes))
+
+
+def _convert_class_folders_for_classification(
+    folder: Path, images: list[Path], dest: Path, source: str
+) -> IngestResult:
+    """One folder per class, wherever it sits (`cat/1.jpg`, `train/cat/1.jpg`): `<dest>/<class>/<image>`.
+
+    The folders above the class folder go into the file name (`train__1.jpg`), so images of the
+    same name from two splits of the source stay apart.
+    """
+    samples = [image for image in images if image.parent != folder]
+    classes = sorted({image.parent.name for image in samples})
+    if not classes:
+        raise InvalidInput(f"{folder} holds images but no class folders", code="unsupported_layout")
+    clashing = sorted(name for name in classes if name.lower() in SPLIT_FOLDERS)
+    if clashing and len(classes) == len(clashing):
+        raise InvalidInput(
+            f"{folder} holds split folders {clashing} with images directly inside: put each class in its own folder",
+            code="unsupported_layout",
+        )
+    dest = reset_dir(dest)
+    written: set[Path] = set()
+    for image in samples:
+        relative = image.relative_to(folder)
+        target = dest / image.parent.name / _flat_name(Path(*relative.parts[:-2], relative.name))
+        if target in written:
+            # `valid/cat/1.jpg` and `val/cat/1.jpg` both become `cat/val__1.jpg`: keep the first.
+            logger.warning("data.duplicate_name source=%s file=%s kept=first", source, relative)
+            continue
+        link_or_copy(image, target)
+        written.add(target)
+    write_dataset_info(dest, {"kind": "classification", "names": classes, "source": source, "layout": "class_folders"})
+    logger.info(
+        "data.converted layout=class_folders kind=classification source=%s images=%s classes=%s",
+        source,
+        len(written),
+        len(classes),
+    )
+    return IngestResult(source, dest, "classification", len(written), tuple(classes))
 
 
 def _convert_table(folder: Path, tables: list[Path], dest: Path, source: str, target: str | None) -> IngestResult:

@@ -9,6 +9,16 @@ Detection, raw (after ingest)::
 Detection, prepared: the same with `images/<split>/` and `labels/<split>/`, plus `data.yaml`
 (for Ultralytics) and `manifest.json` (the content hash). Tabular: `dataset.json` (target,
 class names, table file) beside the table; prepared adds `<split>.parquet` and the feature schema.
+
+Classification, raw::
+
+    <root>/dataset.json            {"kind": "classification", "names": [...], "source": ...}
+    <root>/<class>/<image>         one folder per class, named exactly as in `names`
+
+Classification, prepared: Ultralytics' classify layout, `<root>/<split>/<class>/<image>`, plus
+`manifest.json`; `dataset.json` then carries the split (`"split": {...}`), which is how a prepared
+set is told from a raw one whose classes happen to be called train or test. Class names are kept
+in sorted order: Ultralytics numbers a classify dataset's classes by their sorted folder names.
 """
 
 from __future__ import annotations
@@ -37,6 +47,15 @@ class Sample:
 
     image: Path
     label: Path
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One image of a classification dataset: its class (the folder it is in) and, once prepared, its split."""
+
+    image: Path
+    class_name: str
     split: str | None = None
 
 
@@ -77,6 +96,28 @@ def detection_samples(root: Path) -> list[Sample]:
         relative = image.relative_to(images_dir)
         split = relative.parts[0] if len(relative.parts) > 1 and relative.parts[0] in SPLITS else None
         samples.append(Sample(image=image, label=label_path_for(image), split=split))
+    return samples
+
+
+def is_split_layout(info: dict) -> bool:
+    """Has the dataset described by `info` (its dataset.json) been split by prepare?"""
+    return "split" in info
+
+
+def classification_samples(root: Path) -> list[LabelledImage]:
+    """Every image in a class folder of a classification dataset (raw or prepared), sorted by path.
+
+    Images anywhere else (beside the class folders, nested deeper) are not samples; validation
+    reports them.
+    """
+    root = Path(root)
+    depth = 3 if is_split_layout(read_dataset_info(root)) else 2
+    samples = []
+    for image in sorted(p for p in root.rglob("*") if is_image(p)):
+        parts = image.relative_to(root).parts
+        if len(parts) != depth or (depth == 3 and parts[0] not in SPLITS):
+            continue
+        samples.append(LabelledImage(image=image, class_name=parts[-2], split=parts[0] if depth == 3 else None))
     return samples
 
 

@@ -2,8 +2,10 @@
 
 The split is a pure function of the item names and the seed (items sorted by a seeded hash of
 their name, then cut at the ratios), so re-running gives the same split and adding items moves
-few of the old ones. The data version hashes every file's content together with its split, so
-the same bytes in the same splits always carry the same version, wherever they came from.
+few of the old ones. Classification and tabular sets are split per class (stratified), so every
+split keeps the class mix of the whole. The data version hashes every file's content together
+with its split, so the same bytes in the same splits always carry the same version, wherever
+they came from.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mlops.data.layout import (
     MANIFEST_FILE,
     SPLITS,
     VALIDATION_REPORT_FILE,
+    classification_samples,
     detection_samples,
     link_or_copy,
     read_dataset_info,
@@ -60,15 +63,29 @@ class PreparedDataset:
     kind: str
     data_version: str
     class_names: tuple[str, ...]
-    counts: dict[str, int]
+    counts: dict[str, int]  # items per split
     manifest_path: Path
     data_yaml: Path | None = None  # detection: what Ultralytics reads
     target: str | None = None  # tabular: the label column
     feature_schema: tuple[dict, ...] = field(default=())
     validation_report: Path | None = None  # the report of the raw data, carried along
+    class_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # classification: split -> class -> images
 
     def split_table(self, split: str) -> Path:
         return self.path / f"{split}.parquet"
+
+    def split_dir(self, split: str) -> Path:
+        """Classification: the folder of one split, one subfolder per class."""
+        return self.path / split
+
+    @property
+    def ultralytics_data(self) -> str:
+        """What Ultralytics' `data=` takes: data.yaml for detection, the dataset folder for classification."""
+        if self.kind == "detection" and self.data_yaml is not None:
+            return str(self.data_yaml)
+        if self.kind == "classification":
+            return str(self.path)
+        raise InvalidInput(f"a {self.kind} dataset is not an Ultralytics dataset", code="kind_mismatch")
 
 
 def prepare_dataset(
@@ -88,6 +105,8 @@ def prepare_dataset(
     info = read_dataset_info(raw_dir)
     if info.get("kind") == "tabular":
         _prepare_tabular(raw_dir, out_dir, info, spec)
+    elif info.get("kind") == "classification":
+        _prepare_classification(raw_dir, out_dir, info, spec)
     else:
         _prepare_detection(raw_dir, out_dir, info, spec)
     if validation_report is not None:
@@ -127,6 +146,7 @@ def _read_prepared(path: Path) -> PreparedDataset:
         validation_report=(path / VALIDATION_REPORT_FILE).resolve()
         if (path / VALIDATION_REPORT_FILE).is_file()
         else None,
+        class_counts=dict(manifest.get("class_counts") or {}),
     )
 
 
@@ -199,6 +219,54 @@ def _prepare_detection(raw_dir: Path, out_dir: Path, info: dict, spec: SplitSpec
     )
     write_dataset_info(out_dir, {**info, "split": _spec_dict(spec)})
     _write_manifest(out_dir, info, spec, counts, files, kind="detection", data_version=version, class_names=names)
+
+
+# -- classification ---------------------------------------------------------------------------
+
+
+def _prepare_classification(raw_dir: Path, out_dir: Path, info: dict, spec: SplitSpec) -> None:
+    """`<out>/<split>/<class>/<image>` (Ultralytics' classify layout), split class by class."""
+    names = list(info.get("names") or [])
+    by_class: dict[str, list] = {name: [] for name in names}
+    for sample in classification_samples(raw_dir):
+        if sample.class_name in by_class:
+            by_class[sample.class_name].append(sample)
+    if not any(by_class.values()):
+        raise InvalidInput(f"{raw_dir} holds no images in class folders", code="dataset_empty")
+    untrainable = [name for name, samples in by_class.items() if not samples]
+    if untrainable:
+        raise InvalidInput(f"classes {untrainable} have no images: nothing to train them on", code="dataset_empty")
+    out_dir = reset_dir(out_dir)
+    files = []
+    counts = dict.fromkeys(SPLITS, 0)
+    class_counts = {split: dict.fromkeys(names, 0) for split in SPLITS}
+    for name, samples in by_class.items():
+        assignment = split_assignment([sample.image.name for sample in samples], spec)
+        for sample in samples:
+            split = assignment[sample.image.name]
+            target = out_dir / split / name / sample.image.name
+            link_or_copy(sample.image, target)
+            counts[split] += 1
+            class_counts[split][name] += 1
+            files.append(
+                {"path": target.relative_to(out_dir).as_posix(), "sha256": sha256_file(target), "split": split}
+            )
+    files.sort(key=lambda entry: entry["path"])
+    version = _content_hash(
+        {"kind": "classification", "class_names": names, "files": [[f["path"], f["sha256"]] for f in files]}
+    )
+    write_dataset_info(out_dir, {**info, "split": _spec_dict(spec)})
+    _write_manifest(
+        out_dir,
+        info,
+        spec,
+        counts,
+        files,
+        kind="classification",
+        data_version=version,
+        class_names=names,
+        class_counts=class_counts,
+    )
 
 
 # -- tabular ----------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
-"""Datasets that need no network: synthetic shapes, a synthetic table, scikit-learn's breast cancer.
+"""Datasets that need no network: synthetic shapes (for detection and for classification), a
+synthetic table, scikit-learn's breast cancer.
 
-The shapes set is deterministic: the same parameters give byte-identical files, and image `i`
-depends only on (seed, i), so asking for more images keeps the first ones unchanged.
+The image sets are deterministic: the same parameters give byte-identical files. A detection
+image `i` depends only on (seed, i), a classification image `i` of class `c` only on (seed, c, i),
+so asking for more images (or more classes) keeps the existing ones unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -79,11 +82,7 @@ def generate_shapes(dest: Path, spec: ShapesSpec | None = None) -> Path:
         canvas = _background(rng, spec.imgsz)
         objects = [] if rng.random() < spec.empty_fraction else _draw_objects(rng, canvas, spec)
         stem = f"shape_{index:05d}"
-        image = Image.fromarray(canvas, mode="RGB")
-        if spec.image_format == "jpg":
-            image.save(images_dir / f"{stem}.jpg", format="JPEG", quality=90, subsampling=0)
-        else:
-            image.save(images_dir / f"{stem}.png", format="PNG", compress_level=6)
+        _save(Image.fromarray(canvas, mode="RGB"), images_dir / stem, spec.image_format)
         lines = [f"{cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" for cls, cx, cy, w, h in objects]
         (labels_dir / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
     write_dataset_info(
@@ -94,11 +93,121 @@ def generate_shapes(dest: Path, spec: ShapesSpec | None = None) -> Path:
     return dest
 
 
+# -- classification ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassificationSpec:
+    """The synthetic classification set: one shape per image, its class the shape's, on a textured background.
+
+    Shapes vary in size, place, rotation and colour, and backgrounds are the detection set's
+    textures (noise, gradients, stripes, checkers, blotches), so only the outline tells the classes apart.
+    """
+
+    classes: tuple[str, ...] = ("circle", "square", "triangle")
+    per_class: int = 100  # images of each class
+    imgsz: int = 64
+    seed: int = 0
+    min_size: float = 0.35  # shape side as a fraction of the image side
+    max_size: float = 0.8
+    backgrounds: tuple[str, ...] = BACKGROUNDS
+    image_format: str = "jpg"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "backgrounds", tuple(self.backgrounds))
+        if not self.backgrounds or set(self.backgrounds) - set(BACKGROUNDS):
+            raise InvalidInput(f"backgrounds are some of {list(BACKGROUNDS)}", code="bad_params")
+        # Sorted: Ultralytics numbers a classify dataset's classes by their sorted folder names.
+        object.__setattr__(self, "classes", tuple(sorted(self.classes)))
+        unknown = [name for name in self.classes if name not in SHAPES]
+        if unknown or len(self.classes) < 2:
+            raise InvalidInput(
+                f"at least two shape classes are needed, from {list(SHAPES)}; unknown: {unknown}", code="bad_params"
+            )
+        if len(set(self.classes)) != len(self.classes):
+            raise InvalidInput("shape classes must be distinct", code="bad_params")
+        if self.per_class < 1 or self.imgsz < 16:
+            raise InvalidInput("per_class >= 1 and imgsz >= 16 are required", code="bad_params")
+        if not 0 < self.min_size <= self.max_size <= 1:
+            raise InvalidInput("0 < min_size <= max_size <= 1 is required", code="bad_params")
+        if self.image_format not in ("jpg", "png"):
+            raise InvalidInput("image_format is jpg or png", code="bad_params")
+
+    @classmethod
+    def from_mapping(cls, values: dict | None) -> ClassificationSpec:
+        values = dict(values or {})
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise InvalidInput(f"unknown synthetic classification parameters {unknown}", code="bad_params")
+        for key in ("classes", "backgrounds"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    @property
+    def count(self) -> int:
+        return self.per_class * len(self.classes)
+
+
+def generate_classification(dest: Path, spec: ClassificationSpec | None = None) -> Path:
+    """Write the synthetic classification set into `dest` in the raw classification layout; return `dest`."""
+    from PIL import Image, ImageDraw
+
+    spec = spec or ClassificationSpec()
+    dest = reset_dir(Path(dest))
+    size = spec.imgsz
+    for name in spec.classes:
+        folder = dest / name
+        folder.mkdir()
+        for index in range(spec.per_class):
+            rng = np.random.default_rng([spec.seed, _stable_id(name), index])
+            image = Image.fromarray(_background(rng, size, spec.backgrounds), mode="RGB")
+            side = rng.uniform(spec.min_size, spec.max_size) * size
+            cx, cy = rng.uniform(side / 2, size - side / 2, size=2)
+            points = _outline(name, cx, cy, side / 2, rng.uniform(0, 2 * math.pi))
+            colour = _vivid_colour(rng)
+            outline = tuple(max(c - 60, 0) for c in colour)
+            ImageDraw.Draw(image).polygon([tuple(p) for p in points], fill=colour, outline=outline)
+            _save(image, folder / f"{name}_{index:05d}", spec.image_format)
+    write_dataset_info(
+        dest,
+        {
+            "kind": "classification",
+            "names": list(spec.classes),
+            "source": "synthetic:classification",
+            "params": asdict(spec),
+        },
+    )
+    logger.info(
+        "data.synthetic_classification_written dest=%s classes=%s per_class=%s imgsz=%s",
+        dest,
+        len(spec.classes),
+        spec.per_class,
+        spec.imgsz,
+    )
+    return dest
+
+
+def _stable_id(name: str) -> int:
+    """A number for a class name that does not depend on the process (Python's hash() does)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+
+
+def _save(image, stem: Path, image_format: str) -> Path:
+    if image_format == "jpg":
+        path = stem.with_suffix(".jpg")
+        image.save(path, format="JPEG", quality=90, subsampling=0)
+    else:
+        path = stem.with_suffix(".png")
+        image.save(path, format="PNG", compress_level=6)
+    return path
+
+
 # -- backgrounds ------------------------------------------------------------------------------
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    kind = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+def _background(rng: np.random.Generator, size: int, kinds: tuple[str, ...] = BACKGROUNDS) -> np.ndarray:
+    kind = kinds[int(rng.integers(len(kinds)))]
     a, b = rng.integers(0, 256, size=(2, 3))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     if kind == "noise":

@@ -3,6 +3,11 @@
 The report is `{"errors": [...], "warnings": [...], "stats": {...}}`; each finding is
 `{"code", "message", "file"?}`. Errors stop the pipeline (DataValidationError carries the report
 in `details["report"]`); warnings (empty images, class imbalance...) are only reported.
+
+Identical images are found by the sha256 of their bytes. In a classification set the same image
+under two classes is always an error (the labels contradict each other); the same image twice in
+one class or, once prepared, in two splits (a test image the model trained on) follows
+`duplicates`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,17 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlops.data.layout import detection_samples, read_dataset_info
+from mlops.data.layout import (
+    DATASET_FILE,
+    MANIFEST_FILE,
+    SPLITS,
+    VALIDATION_REPORT_FILE,
+    classification_samples,
+    detection_samples,
+    is_image,
+    is_split_layout,
+    read_dataset_info,
+)
 from mlops.exceptions import DataValidationError, InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -29,6 +44,7 @@ class ValidationPolicy:
     imbalance_ratio: float = 10.0  # most / least frequent class above this: a warning
     duplicates: str = "error"  # "error" or "warning": identical images can leak across splits
     max_image_pixels: int = 40_000_000
+    min_class_images: int = 10  # classification: a class with fewer images is an error (every split needs some)
 
     @classmethod
     def from_mapping(cls, values: dict | None) -> ValidationPolicy:
@@ -39,6 +55,8 @@ class ValidationPolicy:
         policy = cls(**values)
         if policy.duplicates not in ("error", "warning"):
             raise InvalidInput("validate.duplicates is 'error' or 'warning'", code="bad_params")
+        if policy.min_class_images < 1:
+            raise InvalidInput("validate.min_class_images is at least 1", code="bad_params")
         return policy
 
 
@@ -71,6 +89,10 @@ class _Findings:
     def warning(self, code: str, message: str, file: str | None = None) -> None:
         self.warnings.append(_finding(code, message, file))
 
+    def by_policy(self, policy: ValidationPolicy, code: str, message: str, file: str | None = None) -> None:
+        """An error or a warning, as the policy says duplicates are."""
+        (self.error if policy.duplicates == "error" else self.warning)(code, message, file)
+
 
 def _finding(code: str, message: str, file: str | None) -> dict:
     return {"code": code, "message": message, **({"file": file} if file else {})}
@@ -89,6 +111,8 @@ def validate_dataset(
     info = read_dataset_info(dataset_dir)
     if info.get("kind") == "tabular":
         report = _validate_tabular(dataset_dir, info, policy)
+    elif info.get("kind") == "classification":
+        report = _validate_classification(dataset_dir, info, policy)
     else:
         report = _validate_detection(dataset_dir, info, policy)
     if report_path is not None:
@@ -111,8 +135,6 @@ def validate_dataset(
 
 
 def _validate_detection(root: Path, info: dict, policy: ValidationPolicy) -> ValidationReport:
-    from PIL import Image
-
     names = list(info.get("names") or [])
     found = _Findings()
     if not names:
@@ -129,17 +151,12 @@ def _validate_detection(root: Path, info: dict, policy: ValidationPolicy) -> Val
         rel = str(sample.image.relative_to(root))
         per_split[sample.split or "all"] += 1
         by_hash[_sha256(sample.image)].append(rel)
-        try:
-            with Image.open(sample.image) as image:
-                width, height = image.size
-                if width * height > policy.max_image_pixels:
-                    found.error("image_too_large", f"{width}x{height} exceeds {policy.max_image_pixels} pixels", rel)
-                    continue
-                image.load()
-            widths.append(width)
-            heights.append(height)
-        except Exception as exc:  # noqa: BLE001  (any decoder failure means the file is unusable)
-            found.error("undecodable_image", f"cannot decode: {type(exc).__name__}: {exc}", rel)
+        size = _decoded_size(sample.image, rel, policy, found)
+        if size is _TOO_LARGE:
+            continue
+        if size is not None:
+            widths.append(size[0])
+            heights.append(size[1])
         label_rel = str(sample.label.relative_to(root))
         if not sample.label.is_file():
             found.error("missing_label", "no label file for this image", label_rel)
@@ -155,7 +172,7 @@ def _validate_detection(root: Path, info: dict, policy: ValidationPolicy) -> Val
     for rel_paths in by_hash.values():
         if len(rel_paths) > 1:
             message = f"identical content in {len(rel_paths)} files: {', '.join(rel_paths[:5])}"
-            (found.error if policy.duplicates == "error" else found.warning)("duplicate_image", message, rel_paths[0])
+            found.by_policy(policy, "duplicate_image", message, rel_paths[0])
 
     expected_labels = {sample.label.resolve() for sample in samples}
     labels_dir = root / "labels"
@@ -241,6 +258,121 @@ def _check_balance(counts: dict[str, int], policy: ValidationPolicy, found: _Fin
             )
 
 
+# -- classification ---------------------------------------------------------------------------
+
+
+def _validate_classification(root: Path, info: dict, policy: ValidationPolicy) -> ValidationReport:
+    names = list(info.get("names") or [])
+    split_layout = is_split_layout(info)
+    found = _Findings()
+    _check_class_names(names, found)
+    samples = classification_samples(root)
+    if not samples:
+        found.error("no_images", "the dataset holds no images in class folders")
+    _check_stray_files(root, samples, split_layout, found)
+
+    counts: Counter[str] = Counter()
+    per_split: dict[str, Counter[str]] = defaultdict(Counter)
+    by_hash: dict[str, list] = defaultdict(list)
+    widths, heights = [], []
+    unknown: set[str] = set()
+    for sample in samples:
+        rel = sample.image.relative_to(root).as_posix()
+        if sample.class_name not in names:
+            unknown.add(sample.class_name)
+            continue
+        counts[sample.class_name] += 1
+        per_split[sample.split or "all"][sample.class_name] += 1
+        by_hash[_sha256(sample.image)].append((rel, sample))
+        size = _decoded_size(sample.image, rel, policy, found)
+        if size is not None and size is not _TOO_LARGE:
+            widths.append(size[0])
+            heights.append(size[1])
+    for name in sorted(unknown):
+        found.error("unknown_class", f"folder {name!r} is not one of the classes {names}", name)
+
+    for copies in by_hash.values():
+        if len(copies) > 1:
+            _check_duplicates(copies, policy, found)
+    for name in names:
+        if counts.get(name, 0) < policy.min_class_images:
+            found.error(
+                "too_few_images",
+                f"class {name!r} has {counts.get(name, 0)} images, fewer than {policy.min_class_images}",
+                name,
+            )
+    _check_balance({name: counts.get(name, 0) for name in names}, policy, found)
+    if split_layout and per_split:
+        for name in names:
+            if counts.get(name) and not per_split["train"].get(name):
+                found.error("class_not_trained", f"class {name!r} has no training image", name)
+    stats = {
+        "images": sum(counts.values()),
+        "classes": {name: counts.get(name, 0) for name in names},
+        "splits": {split: sum(c.values()) for split, c in sorted(per_split.items())},
+        "width": _range(widths),
+        "height": _range(heights),
+    }
+    if split_layout:
+        stats["split_classes"] = {split: dict(sorted(c.items())) for split, c in sorted(per_split.items())}
+    return ValidationReport("classification", tuple(found.errors), tuple(found.warnings), stats)
+
+
+def _check_class_names(names: list[str], found: _Findings) -> None:
+    if len(names) < 2:
+        found.error("single_class", f"dataset.json lists {len(names)} class(es); a classifier needs at least two")
+    if len(set(names)) != len(names):
+        found.error("duplicate_class_names", f"dataset.json lists a class twice: {names}")
+    if names != sorted(names):
+        # Ultralytics numbers the classes of a classify dataset by their sorted folder names.
+        found.error("class_names_unsorted", f"class names must be in sorted order, got {names}")
+    bad = [name for name in names if not name or name.startswith(".") or "/" in name or "\\" in name]
+    for name in bad:
+        found.error("bad_class_name", f"class name {name!r} cannot be a folder name", name or None)
+
+
+def _layout_file(path: Path) -> bool:
+    """Our files beside the class folders, Ultralytics' <split>.cache files, or an image (a stray_image already)."""
+    return (
+        path.name in (DATASET_FILE, MANIFEST_FILE, VALIDATION_REPORT_FILE) or path.suffix == ".cache" or is_image(path)
+    )
+
+
+def _check_stray_files(root: Path, samples: list, split_layout: bool, found: _Findings) -> None:
+    """Images outside a class folder are not trained on: say so rather than drop them silently."""
+    placed = {sample.image for sample in samples}
+    for image in sorted(p for p in root.rglob("*") if is_image(p) and p not in placed):
+        where = "<split>/<class>/" if split_layout else "<class>/"
+        found.warning("stray_image", f"not inside a {where} folder: ignored", image.relative_to(root).as_posix())
+    expected = set(SPLITS) if split_layout else None
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir() and expected is not None and entry.name not in expected:
+            found.warning("unknown_folder", f"{entry.name!r} is not a split folder: ignored", entry.name)
+        elif entry.is_file() and not _layout_file(entry):
+            found.warning("unknown_file", "not part of the layout: ignored", entry.name)
+
+
+def _check_duplicates(copies: list, policy: ValidationPolicy, found: _Findings) -> None:
+    """Findings for one group of byte-identical images: across classes, across splits, or plain copies."""
+    files = [rel for rel, _ in copies]
+    listed = ", ".join(files[:5])
+    classes = sorted({sample.class_name for _, sample in copies})
+    splits = sorted({sample.split for _, sample in copies if sample.split})
+    if len(classes) > 1:
+        found.error(
+            "duplicate_across_classes", f"the same image is labelled {classes} ({len(files)} files: {listed})", files[0]
+        )
+    elif len(splits) > 1:
+        found.by_policy(
+            policy,
+            "duplicate_across_splits",
+            f"the same image is in the {' and '.join(splits)} splits ({listed}): the model is measured on what it saw",
+            files[0],
+        )
+    else:
+        found.by_policy(policy, "duplicate_image", f"identical content in {len(files)} files: {listed}", files[0])
+
+
 # -- tabular ----------------------------------------------------------------------------------
 
 
@@ -296,6 +428,26 @@ def _validate_tabular(root: Path, info: dict, policy: ValidationPolicy) -> Valid
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+_TOO_LARGE = (-1, -1)
+
+
+def _decoded_size(path: Path, rel: str, policy: ValidationPolicy, found: _Findings) -> tuple[int, int] | None:
+    """(width, height) of a fully decoded image; None when it does not decode, _TOO_LARGE above the pixel cap."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > policy.max_image_pixels:
+                found.error("image_too_large", f"{width}x{height} exceeds {policy.max_image_pixels} pixels", rel)
+                return _TOO_LARGE
+            image.load()
+        return width, height
+    except Exception as exc:  # noqa: BLE001  (any decoder failure means the file is unusable)
+        found.error("undecodable_image", f"cannot decode: {type(exc).__name__}: {exc}", rel)
+        return None
 
 
 def _sha256(path: Path) -> str:

@@ -19,7 +19,7 @@ RAW_DIR = Path("data/raw")
 PROCESSED_DIR = Path("data/processed")
 REPORTS_DIR = Path("data/reports")
 METRICS_DIR = Path("data/metrics")
-KINDS = ("detection", "tabular")
+KINDS = ("detection", "classification", "tabular")
 
 
 def params(path: Path | str = "params.yaml") -> dict:

@@ -2,8 +2,9 @@
 
 The training stages recorded test metrics; this stage fetches what the registry holds (sha256
 verified) and scores it again, so the metrics file describes what will be served: the detector's
-ONNX file through Ultralytics' validator, the tabular model's XGBoost JSON and its ONNX conversion
-(whose probabilities must agree with XGBoost's). The production comparison is carried along.
+and the classifier's ONNX files through Ultralytics' validator, the tabular model's XGBoost JSON
+and its ONNX conversion (whose probabilities must agree with XGBoost's). The production
+comparison is carried along.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from mlops.data.prepare import load_prepared
 from mlops.pipeline.common import METRICS_DIR, config, exit_with, processed_dir, run_stage, write_json
+from mlops.pipeline.train_classifier import METRICS_FILE as CLASSIFIER_SUMMARY
 from mlops.pipeline.train_detector import METRICS_FILE as DETECTOR_SUMMARY
 from mlops.pipeline.train_tabular import METRICS_FILE as TABULAR_SUMMARY
 from mlops.registry.entities import ArtifactRole
@@ -28,6 +30,7 @@ def body(params: dict) -> None:
         METRICS_FILE,
         {
             "detection": evaluate_detection(registry, params),
+            "classification": evaluate_classification(registry, params),
             "tabular": evaluate_tabular(registry, params),
         },
     )
@@ -43,6 +46,19 @@ def evaluate_detection(registry: MlflowModelRegistry, params: dict) -> dict:
     data = load_prepared(processed_dir(params, "detection"))
     with tempfile.TemporaryDirectory(prefix="evaluate-") as workdir:
         metrics = evaluate_detector(onnx, data, imgsz=int(metadata["imgsz"]), workdir=Path(workdir))
+    return _entry(summary, metrics)
+
+
+def evaluate_classification(registry: MlflowModelRegistry, params: dict) -> dict:
+    from mlops.training.yolo_classify import evaluate_classifier
+
+    summary = json.loads(CLASSIFIER_SUMMARY.read_text())
+    info = registry.get_version(summary["model_name"], summary["version"])
+    metadata = registry.load_metadata(info)
+    onnx = registry.fetch(info, [ArtifactRole.ONNX])[ArtifactRole.ONNX]
+    data = load_prepared(processed_dir(params, "classification"), kind="classification")
+    with tempfile.TemporaryDirectory(prefix="evaluate-") as workdir:
+        metrics = evaluate_classifier(onnx, data, imgsz=int(metadata["imgsz"]), workdir=Path(workdir))
     return _entry(summary, metrics)
 
 

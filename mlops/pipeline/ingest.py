@@ -9,7 +9,7 @@ from mlops.pipeline.common import KINDS, exit_with, raw_dir, run_stage
 def body(params: dict) -> None:
     for kind in KINDS:
         spec = params["data"][kind]
-        ingest(spec["source"], raw_dir(params, kind), options=spec.get("options") or {})
+        ingest(spec["source"], raw_dir(params, kind), options=spec.get("options") or {}, kind=kind)
 
 
 def main() -> int:

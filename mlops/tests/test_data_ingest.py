@@ -233,3 +233,44 @@ def test_kaggle_download_runs_kagglehub_and_converts_the_archive(tmp_path, kaggl
     assert json.loads(downloads[0].body) == {"ownerSlug": "someone", "datasetSlug": "shapes", "datasetVersionNumber": 3}
     expected_auth = "Basic " + base64.b64encode(b"someone:secret-key").decode()
     assert downloads[0].headers["Authorization"] == expected_auth
+
+
+@pytest.mark.timeout(60)
+def test_kaggle_download_of_class_folders_becomes_a_classification_set_when_asked(tmp_path, kaggle_env, shapes):
+    kaggle_env.setenv("KAGGLE_USERNAME", "someone")
+    kaggle_env.setenv("KAGGLE_KEY", "secret-key")
+    export = tmp_path / "export"
+    for index, image in enumerate(sorted((shapes / "images").glob("*.jpg"))):
+        _copy(image, export / "PetImages" / ("Cat", "Dog")[index % 2] / image.name)
+    archive = _zip_of(export)
+
+    def kaggle_servers(session, request, **kwargs):
+        assert request.url.startswith("https://api.kaggle.com"), f"unexpected network call to {request.url}"
+        if request.method == "HEAD":
+            return _response(request, 200, b"", "text/html")
+        if request.url.endswith("/GetDataset"):
+            body = json.dumps({"ref": "someone/pets", "currentVersionNumber": 1}).encode()
+            return _response(request, 200, body, "application/json")
+        if request.url.endswith("/DownloadDataset"):
+            return _response(request, 200, archive, "application/zip")
+        raise AssertionError(f"unexpected Kaggle call {request.method} {request.url}")
+
+    kaggle_env.setattr(requests.Session, "send", kaggle_servers)
+
+    result = ingest("kaggle:someone/pets", tmp_path / "raw" / "pets", kind="classification")
+
+    assert (result.kind, result.items, result.class_names) == ("classification", 6, ("Cat", "Dog"))
+    info = _info(result.path)
+    assert (info["kind"], info["source"], info["names"]) == ("classification", "kaggle:someone/pets", ["Cat", "Dog"])
+    assert len(list((result.path / "Cat").glob("PetImages__*.jpg"))) == 3
+    assert not (result.path / "labels").exists()
+
+
+def test_a_kind_the_source_cannot_become_is_refused_before_anything_is_written(tmp_path, shapes):
+    with pytest.raises(InvalidInput) as info:
+        ingest("sklearn:breast_cancer", tmp_path / "raw", kind="classification")
+    assert info.value.code == "kind_mismatch"
+    with pytest.raises(InvalidInput) as info:
+        ingest(f"folder:{shapes}", tmp_path / "raw", kind="tabular")
+    assert info.value.code == "unsupported_layout"
+    assert not (tmp_path / "raw").exists()

@@ -16,7 +16,7 @@ from mlops.registry.mlflow_store import MlflowModelRegistry
 from mlops.tests.training_support import process_env_restored
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("ingest", "validate", "prepare", "train_detector", "train_tabular", "evaluate")
+STAGES = ("ingest", "validate", "prepare", "train_detector", "train_classifier", "train_tabular", "evaluate")
 
 
 def _repository_files() -> list[str]:
@@ -33,7 +33,9 @@ def _repository_files() -> list[str]:
 def _tiny_params(path: Path) -> None:
     params = yaml.safe_load(path.read_text())
     params["data"]["detection"]["options"].update({"count": 10, "imgsz": 64})
+    params["data"]["classification"]["options"].update({"per_class": 10, "imgsz": 32})
     params["train_detector"].update({"epochs": 1, "imgsz": 64, "batch": 4, "plots": False})
+    params["train_classifier"].update({"epochs": 1, "imgsz": 32, "batch": 8, "plots": False})
     params["train_tabular"].update({"n_estimators": 20})
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -90,7 +92,17 @@ def reproduced(repo):
     return _dvc(repo, "repro")
 
 
-def test_dvc_repro_runs_every_stage_and_registers_both_models(repo, reproduced):
+def _registry(repo: Checkout) -> MlflowModelRegistry:
+    config = MlopsConfig.from_env(base_dir=repo.path).with_overrides(
+        var_dir=repo / "var",
+        tracking_uri=f"sqlite:///{repo / 'var' / 'mlflow.db'}",
+        registry_uri=f"sqlite:///{repo / 'var' / 'mlflow.db'}",
+        artifact_root=str(repo / "var" / "mlartifacts"),
+    )
+    return MlflowModelRegistry(config)
+
+
+def test_dvc_repro_runs_every_stage_and_registers_the_models(repo, reproduced):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in reproduced.stdout
     assert len(list((repo / "data/raw/shapes/images").glob("*.jpg"))) == 10
@@ -99,19 +111,47 @@ def test_dvc_repro_runs_every_stage_and_registers_both_models(repo, reproduced):
     assert json.loads((repo / "data/reports/validation_shapes.json").read_text())["errors"] == []
     assert (repo / "dvc.lock").is_file()
 
-    config = MlopsConfig.from_env(base_dir=repo.path).with_overrides(
-        var_dir=repo / "var",
-        tracking_uri=f"sqlite:///{repo / 'var' / 'mlflow.db'}",
-        registry_uri=f"sqlite:///{repo / 'var' / 'mlflow.db'}",
-        artifact_root=str(repo / "var" / "mlartifacts"),
-    )
-    registry = MlflowModelRegistry(config)
+    registry = _registry(repo)
     detector = registry.get_version("shapes-detector", 1)
     tabular = registry.get_version("breast-cancer", 1)
     manifest = json.loads((repo / "data/processed/shapes/manifest.json").read_text())
     assert detector.lineage.data_version == manifest["data_version"]
     summary = json.loads((repo / "data/metrics/train_tabular.json").read_text())
     assert (summary["model_name"], summary["version"]) == ("breast-cancer", tabular.version)
+
+
+def test_the_classification_set_is_ingested_validated_and_split(repo, reproduced):
+    raw = repo / "data/raw/shape_classes"
+    assert sorted(p.name for p in raw.iterdir() if p.is_dir()) == ["circle", "square", "triangle"]
+    assert len(list(raw.glob("*/*.jpg"))) == 30
+    report = json.loads((repo / "data/reports/validation_shape_classes.json").read_text())
+    assert (report["kind"], report["errors"]) == ("classification", [])
+    manifest = json.loads((repo / "data/processed/shape_classes/manifest.json").read_text())
+    assert manifest["kind"] == "classification"
+    # Ten images per class, cut 6/2/2 in every class (stratified).
+    assert manifest["class_counts"] == {
+        split: dict.fromkeys(("circle", "square", "triangle"), count)
+        for split, count in (("train", 6), ("val", 2), ("test", 2))
+    }
+    for split in ("train", "val", "test"):
+        folders = sorted(p.name for p in (repo / "data/processed/shape_classes" / split).iterdir())
+        assert folders == ["circle", "square", "triangle"]
+
+
+def test_dvc_repro_registers_the_classifier_with_its_data_version(repo, reproduced):
+    summary = json.loads((repo / "data/metrics/train_classifier.json").read_text())
+    assert (summary["model_name"], summary["epochs_run"]) == ("shapes-classifier", 1)
+    assert {"top1", "top5"} <= set(summary["metrics"])
+    version = _registry(repo).get_version("shapes-classifier", summary["version"])
+    manifest = json.loads((repo / "data/processed/shape_classes/manifest.json").read_text())
+    assert version.lineage.data_version == summary["data_version"] == manifest["data_version"]
+    shown = json.loads(_dvc(repo, "metrics", "show", "--json").stdout)
+    metrics = next(iter(shown.values()))["data"]
+    assert metrics["data/metrics/train_classifier.json"]["data"]["metrics"]["top1"] == summary["metrics"]["top1"]
+    # The evaluate stage re-scored the registered ONNX file on the same test split: the same accuracy.
+    evaluation = metrics["data/metrics/evaluate.json"]["data"]["classification"]
+    assert evaluation["version"] == summary["version"]
+    assert evaluation["test"]["top1"] == pytest.approx(summary["metrics"]["top1"])
 
 
 def test_dvc_metrics_show_prints_the_evaluation(repo, reproduced):
@@ -136,9 +176,11 @@ def test_dvc_dag_draws_every_stage(repo, reproduced):
         ("ingest", "prepare"),
         ("validate", "prepare"),
         ("prepare", "train_detector"),
+        ("prepare", "train_classifier"),
         ("prepare", "train_tabular"),
         ("prepare", "evaluate"),
         ("train_detector", "evaluate"),
+        ("train_classifier", "evaluate"),
         ("train_tabular", "evaluate"),
     }
 

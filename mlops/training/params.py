@@ -67,12 +67,10 @@ class _Params:
 
 
 @dataclass(frozen=True)
-class DetectorParams(_Params):
-    """Ultralytics training settings. `extra` passes any other Ultralytics train argument through."""
+class YoloParams(_Params):
+    """Ultralytics training settings shared by every YOLO task. `extra` passes any other train argument through."""
 
-    SECTION = "train_detector"
-
-    model: str = "yolo26n.yaml"  # architecture yaml (from scratch) or a .pt checkpoint path
+    model: str = "yolo26n.yaml"  # architecture yaml (from scratch) or a .pt checkpoint
     weights: str = ""  # pretrained weights: a local path, or a name Ultralytics can download
     epochs: int = 30
     imgsz: int = 160
@@ -84,17 +82,17 @@ class DetectorParams(_Params):
     workers: int = 0
     device: str = "cpu"
     plots: bool = True
-    reference_conf: float = 0.25  # confidence threshold of the drift reference outputs (serving's default)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.imgsz < 32 or self.imgsz % 32 or self.batch == 0:
             raise InvalidInput(
-                "epochs >= 1, imgsz a multiple of 32 (>= 32) and batch != 0 are required", code="bad_params"
+                f"{self.SECTION}: epochs >= 1, imgsz a multiple of 32 (>= 32) and batch != 0 are required",
+                code="bad_params",
             )
-        reserved = {"data", "project", "name", "exist_ok", "resume"} & set(self.extra)
+        reserved = {"data", "project", "name", "exist_ok", "resume", "task"} & set(self.extra)
         if reserved:
-            raise InvalidInput(f"train_detector.extra cannot set {sorted(reserved)}", code="bad_params")
+            raise InvalidInput(f"{self.SECTION}.extra cannot set {sorted(reserved)}", code="bad_params")
 
     @property
     def architecture(self) -> str:
@@ -118,6 +116,52 @@ class DetectorParams(_Params):
             "plots": self.plots,
             **self.extra,
         }
+
+
+@dataclass(frozen=True)
+class DetectorParams(YoloParams):
+    """Ultralytics detection training settings (params.yaml `train_detector`)."""
+
+    SECTION = "train_detector"
+
+    model: str = "yolo26n.yaml"
+    reference_conf: float = 0.25  # confidence threshold of the drift reference outputs (serving's default)
+
+
+# Classification architectures this product is measured with; any other "-cls" yaml or checkpoint works too.
+CLASSIFIER_MODELS = ("yolo11n-cls.yaml", "yolo26n-cls.yaml", "yolo11-cls-resnet18.yaml")
+
+
+@dataclass(frozen=True)
+class ClassifierParams(YoloParams):
+    """Ultralytics classification training settings (params.yaml `train_classifier`).
+
+    `model` is a classify architecture: a `-cls` yaml (from scratch, see CLASSIFIER_MODELS) or a
+    `.pt` checkpoint (a path, or an Ultralytics asset name such as yolo11n-cls.pt, downloaded when
+    the network allows, else the same architecture from scratch). Small images by default: 64 px
+    trains a few hundred shape images in seconds per epoch on two CPU cores.
+    """
+
+    SECTION = "train_classifier"
+
+    model: str = "yolo11n-cls.yaml"
+    epochs: int = 20
+    imgsz: int = 64
+    batch: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        path = Path(self.model)
+        if path.suffix not in (".yaml", ".yml", ".pt"):
+            raise InvalidInput(
+                f"train_classifier.model is a -cls yaml or a .pt checkpoint, not {self.model!r}", code="bad_params"
+            )
+        if path.suffix != ".pt" and "-cls" not in path.stem:
+            raise InvalidInput(
+                f"train_classifier.model {self.model!r} is not a classification architecture: "
+                f"use one of {list(CLASSIFIER_MODELS)} (or another '-cls' yaml)",
+                code="bad_params",
+            )
 
 
 @dataclass(frozen=True)

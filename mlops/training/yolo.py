@@ -1,10 +1,15 @@
-"""Train, evaluate, export and register an Ultralytics YOLO detector.
+"""Train, evaluate, export and register an Ultralytics YOLO detector, and the steps every YOLO
+trainer shares (mlops.training.yolo_classify uses them for classifiers).
 
 `train_detector` is the one entry point: it trains on a prepared dataset (mlops.data.prepare)
 inside one MLflow run, evaluates the exported ONNX model on the test split, saves the drift
 reference table, registers the version and compares it with production. Progress goes to the
 caller's `on_epoch(epoch, epochs, metrics)`; `should_stop()` is polled after every batch and
 stops training through Ultralytics' own `trainer.stop`.
+
+Shared by task: `build_model` (architecture, pretrained weights or from scratch), `fit_yolo`
+(training with the progress and cancel callbacks), `export_onnx`, `log_training_files`,
+`register_build` (registration, comparison with production, the outcome).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from mlops.exceptions import InvalidInput, TrainingCancelled
 from mlops.registry.entities import ArtifactRole, ModelKind, ModelVersionInfo
 from mlops.registry.mlflow_store import MlflowModelRegistry
 from mlops.training.compare import NotComparable, compare_with_production, record_comparison
-from mlops.training.params import DetectorParams
+from mlops.training.params import DetectorParams, YoloParams
 from mlops.training.results import PhaseTimer, TrainingOutcome
 from mlops.training.tracking import (
     TrainingRun,
@@ -43,6 +48,7 @@ StopCheck = Callable[[], bool]
 
 PRIMARY_METRIC = "mAP50-95"
 WEIGHTS_URL = "https://github.com"  # Ultralytics' release assets
+TORCHVISION_WEIGHTS_URL = "https://download.pytorch.org"  # torchvision backbones' pretrained weights
 DOWNLOAD_PROBE_TIMEOUT = 3.0
 REFERENCE_FILE = "reference.parquet"
 # The model-output columns of the drift reference table (image descriptors come first, class counts last).
@@ -166,7 +172,7 @@ def finish_detector(
     with timer.phase("log"):
         run.log_metrics({f"test/{key}": value for key, value in metrics.items()})
         run.log_metrics({"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch})
-        _log_files(run, fit, reference, data)
+        log_training_files(run, fit, reference, data)
     return DetectorBuild(fit.best, onnx, reference, metrics, fit.epochs_run, fit.best_epoch)
 
 
@@ -183,46 +189,17 @@ def register_detector(
     timer: PhaseTimer | None = None,
 ) -> TrainingOutcome:
     """Register the build as a new version of `model_name`, compare it with production."""
-    timer = timer or PhaseTimer()
-    files = {
-        ArtifactRole.WEIGHTS: built.weights,
-        ArtifactRole.ONNX: built.onnx,
-        ArtifactRole.REFERENCE: built.reference,
-        ArtifactRole.DATA_MANIFEST: data.manifest_path,
-    }
-    if data.validation_report is not None:
-        files[ArtifactRole.VALIDATION_REPORT] = data.validation_report
-    with timer.phase("register"):
-        version = _register(registry, model_name, files, built, params, data, run, description)
     workdir = built.onnx.parent
-    with timer.phase("compare"):
-        comparison = compare_with_production(
-            registry,
-            version,
-            built.metrics,
-            primary_metric=PRIMARY_METRIC,
-            data_version=data.data_version,
-            score_baseline=lambda baseline: _score_baseline(registry, baseline, data, workdir),
-        )
-        record_comparison(registry, comparison, model_name, run.run_id)
-    _log_timings(run, timer)
-    return TrainingOutcome(
-        version=version,
-        metrics=built.metrics,
-        comparison=comparison,
-        run_id=run.run_id,
-        duration_s=time.monotonic() - started,
-        epochs_run=built.epochs_run,
-        best_epoch=built.best_epoch,
-        timings=dict(timer.timings),
-    )
-
-
-def _register(registry, model_name, files, built, params, data, run, description) -> ModelVersionInfo:
-    return registry.register_version(
-        model_name,
-        ModelKind.DETECTION,
-        files,
+    return register_build(
+        registry,
+        run,
+        kind=ModelKind.DETECTION,
+        model_name=model_name,
+        files={
+            ArtifactRole.WEIGHTS: built.weights,
+            ArtifactRole.ONNX: built.onnx,
+            ArtifactRole.REFERENCE: built.reference,
+        },
         metrics=built.metrics,
         metadata={
             "class_names": list(data.class_names),
@@ -232,13 +209,77 @@ def _register(registry, model_name, files, built, params, data, run, description
             "data_version": data.data_version,
             "reference_conf": params.reference_conf,
         },
-        lineage=run.lineage,
-        run_id=run.run_id,
+        data=data,
+        primary_metric=PRIMARY_METRIC,
+        score_baseline=lambda baseline: _score_baseline(registry, baseline, data, workdir),
         description=description,
+        started=started,
+        timer=timer,
+        epochs_run=built.epochs_run,
+        best_epoch=built.best_epoch,
     )
 
 
-def _log_timings(run: TrainingRun, timer: PhaseTimer) -> None:
+def register_build(
+    registry: MlflowModelRegistry,
+    run: TrainingRun,
+    *,
+    kind: ModelKind,
+    model_name: str,
+    files: Mapping[str, Path],
+    metrics: dict[str, float],
+    metadata: dict,
+    data: PreparedDataset,
+    primary_metric: str,
+    score_baseline: Callable[[ModelVersionInfo], dict[str, float]],
+    description: str,
+    started: float,
+    timer: PhaseTimer | None = None,
+    epochs_run: int = 0,
+    best_epoch: int = 0,
+) -> TrainingOutcome:
+    """Register a trained model's files (the data manifest and validation report added) as a new
+    version with the run's lineage, compare it with production on the same test split, and say so.
+    """
+    timer = timer or PhaseTimer()
+    files = {**files, ArtifactRole.DATA_MANIFEST: data.manifest_path}
+    if data.validation_report is not None:
+        files[ArtifactRole.VALIDATION_REPORT] = data.validation_report
+    with timer.phase("register"):
+        version = registry.register_version(
+            model_name,
+            kind,
+            files,
+            metrics=metrics,
+            metadata=metadata,
+            lineage=run.lineage,
+            run_id=run.run_id,
+            description=description,
+        )
+    with timer.phase("compare"):
+        comparison = compare_with_production(
+            registry,
+            version,
+            metrics,
+            primary_metric=primary_metric,
+            data_version=data.data_version,
+            score_baseline=score_baseline,
+        )
+        record_comparison(registry, comparison, model_name, run.run_id)
+    log_timings(run, timer)
+    return TrainingOutcome(
+        version=version,
+        metrics=metrics,
+        comparison=comparison,
+        run_id=run.run_id,
+        duration_s=time.monotonic() - started,
+        epochs_run=epochs_run,
+        best_epoch=best_epoch,
+        timings=dict(timer.timings),
+    )
+
+
+def log_timings(run: TrainingRun, timer: PhaseTimer) -> None:
     run.log_metrics({f"time/{phase}_s": seconds for phase, seconds in timer.timings.items()})
 
 
@@ -256,16 +297,52 @@ def fit_detector(
     should_stop: StopCheck | None = None,
     on_fit_epoch: Callable[[Any], None] | None = None,
 ) -> FitResult:
-    """Ultralytics training with our callbacks; returns where the best weights are."""
+    """Ultralytics detection training with our callbacks; returns where the best weights are."""
+    return fit_yolo(
+        params,
+        data,
+        workdir,
+        task="detect",
+        metric_names=_FRIENDLY,
+        experiment=experiment,
+        run=run,
+        on_epoch=on_epoch,
+        should_stop=should_stop,
+        on_fit_epoch=on_fit_epoch,
+    )
+
+
+def fit_yolo(
+    params: YoloParams,
+    data: PreparedDataset,
+    workdir: Path,
+    *,
+    task: str,
+    metric_names: Mapping[str, str],
+    experiment: str,
+    run: TrainingRun | None = None,
+    on_epoch: EpochCallback | None = None,
+    should_stop: StopCheck | None = None,
+    on_fit_epoch: Callable[[Any], None] | None = None,
+) -> FitResult:
+    """Train an Ultralytics model of `task` ("detect", "classify") on `data` with our callbacks.
+
+    Each epoch's metrics go to `run` (when Ultralytics' own MLflow callback is off) and to
+    `on_epoch` under the names `metric_names` gives them; `should_stop()` is polled every batch.
+    """
     model = build_model(params, Path(workdir) / "weights")
-    progress = _Progress(run, on_epoch, should_stop, on_fit_epoch)
+    if model.task != task:
+        raise InvalidInput(f"{params.model} is a {model.task} model, not a {task} one", code="bad_params")
+    progress = _Progress(run, on_epoch, should_stop, on_fit_epoch, metric_names)
     model.add_callback("on_train_epoch_end", progress.on_train_epoch_end)
     model.add_callback("on_fit_epoch_end", progress.on_fit_epoch_end)
     model.add_callback("on_train_batch_end", progress.on_train_batch_end)
-    logger.info("training.detector_started model=%s data=%s epochs=%s", params.model, data.data_yaml, params.epochs)
+    logger.info(
+        "training.yolo_started task=%s model=%s data=%s epochs=%s", task, params.model, data.path, params.epochs
+    )
     with ultralytics_mlflow_scope(experiment):
         model.train(
-            data=str(data.data_yaml),
+            data=data.ultralytics_data,
             project=str(workdir),
             name="train",
             exist_ok=True,
@@ -275,7 +352,8 @@ def fit_detector(
     trainer = model.trainer
     best, last = Path(trainer.best), Path(trainer.last)
     logger.info(
-        "training.detector_finished epochs=%s best_epoch=%s cancelled=%s",
+        "training.yolo_finished task=%s epochs=%s best_epoch=%s cancelled=%s",
+        task,
         progress.epochs_run,
         progress.best_epoch,
         progress.cancelled,
@@ -299,11 +377,12 @@ class _Progress:
     epoch is only counted when `on_train_epoch_end` came before it.
     """
 
-    def __init__(self, run, on_epoch, should_stop, on_fit_epoch):
+    def __init__(self, run, on_epoch, should_stop, on_fit_epoch, metric_names: Mapping[str, str]):
         self.run = run
         self.on_epoch = on_epoch
         self.should_stop = should_stop
         self.on_fit_epoch = on_fit_epoch
+        self.metric_names = dict(metric_names)
         self.cancelled = False
         self.epochs_run = 0
         self.best_epoch = 0
@@ -334,7 +413,7 @@ class _Progress:
             return  # the final evaluation of best.pt, not an epoch
         self._epoch_open = False
         self.epochs_run = trainer.epoch + 1
-        metrics = {_FRIENDLY.get(key, key): float(value) for key, value in raw.items() if _is_number(value)}
+        metrics = {self.metric_names.get(key, key): float(value) for key, value in raw.items() if _is_number(value)}
         fitness = float(trainer.fitness) if trainer.fitness is not None else float("-inf")
         if fitness > self.best_fitness:
             self.best_fitness, self.best_epoch = fitness, self.epochs_run
@@ -346,22 +425,83 @@ class _Progress:
             self.on_epoch(self.epochs_run, trainer.epochs, metrics)
 
 
-def build_model(params: DetectorParams, weights_dir: Path):
-    """YOLO from the architecture yaml, with pretrained weights when given and obtainable."""
+def build_model(params: YoloParams, weights_dir: Path):
+    """YOLO from the architecture yaml, with pretrained weights when given and obtainable.
+
+    Whatever cannot be downloaded (an Ultralytics checkpoint, a torchvision backbone's ImageNet
+    weights) is skipped within seconds with a warning, and that part trains from scratch.
+    """
     from ultralytics import YOLO
 
     architecture = params.model
+    pretrained = None
     if architecture.endswith(".pt") and not Path(architecture).is_file():
         # A checkpoint name: download it if possible, else the same architecture from scratch.
         found = pretrained_weights(architecture, weights_dir)
+        pretrained = found
         architecture = str(found) if found else f"{Path(architecture).stem}.yaml"
-    model = YOLO(architecture)
+    elif architecture.endswith(".pt"):
+        pretrained = Path(architecture)
+    model = YOLO(_buildable_yaml(architecture, Path(weights_dir)))
     if params.weights:
         weights = pretrained_weights(params.weights, weights_dir)
         if weights is not None:
             model = model.load(str(weights))
+            pretrained = weights
             logger.info("training.pretrained_loaded weights=%s", weights)
+    if pretrained is None:
+        logger.info("training.from_scratch architecture=%s task=%s", Path(architecture).name, model.task)
     return model
+
+
+def _buildable_yaml(architecture: str, weights_dir: Path) -> str:
+    """`architecture`, or a copy of its yaml without torchvision pretrained weights that cannot be had.
+
+    A yaml such as yolo11-cls-resnet18.yaml builds a torchvision backbone with ImageNet weights,
+    which torchvision downloads while the model is built; offline that would fail the training.
+    """
+    if Path(architecture).suffix not in (".yaml", ".yml"):
+        return architecture
+    from ultralytics.nn.tasks import yaml_model_load
+
+    cfg = yaml_model_load(architecture)
+    wanted = [
+        layer
+        for layer in [*cfg.get("backbone", []), *cfg.get("head", [])]
+        if layer[2] == "TorchVision" and isinstance(layer[3], list) and len(layer[3]) > 2 and layer[3][2]
+    ]
+    missing = [layer for layer in wanted if not _torchvision_weights_cached(layer[3][1], layer[3][2])]
+    if not missing:
+        return architecture
+    problem = probe_http(TORCHVISION_WEIGHTS_URL, timeout=DOWNLOAD_PROBE_TIMEOUT)
+    if problem is None:
+        return architecture  # torchvision downloads them while the model is built
+    for layer in missing:
+        logger.warning(
+            "training.pretrained_unavailable weights=torchvision:%s/%s reason=%r: backbone from scratch",
+            layer[3][1],
+            layer[3][2],
+            problem,
+        )
+        layer[3][2] = None
+    import yaml
+
+    target = weights_dir / Path(architecture).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k not in ("yaml_file", "scale")}))
+    return str(target)
+
+
+def _torchvision_weights_cached(model_name: str, weights: str) -> bool:
+    """Are torchvision's `weights` of `model_name` in the local torch hub cache already?"""
+    import torch
+    import torchvision
+
+    try:
+        url = getattr(torchvision.models.get_model_weights(model_name), str(weights)).url
+    except (AttributeError, KeyError, ValueError):
+        return False
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
 
 
 def pretrained_weights(spec: str, weights_dir: Path) -> Path | None:
@@ -488,13 +628,14 @@ def _is_number(value: object) -> bool:
         return False
 
 
-def flat_params(params: DetectorParams) -> dict:
+def flat_params(params: YoloParams) -> dict:
     flat = {key: value for key, value in params.to_dict().items() if key != "extra"}
     flat.update({f"extra.{key}": value for key, value in params.extra.items()})
     return flat
 
 
-def _log_files(run: TrainingRun, fit: FitResult, reference: Path, data: PreparedDataset) -> None:
+def log_training_files(run: TrainingRun, fit: FitResult, reference: Path, data: PreparedDataset) -> None:
+    """The weights, Ultralytics' plots and results table, the drift reference and the data's evidence."""
     if not fit.ultralytics_logged:
         # What Ultralytics' callback logs when it is on: the weights and the run's plots/CSV.
         for path in sorted(fit.best.parent.glob("*.pt")):
