@@ -139,8 +139,9 @@ def train_detector(
 
 
 @dataclass(frozen=True)
-class DetectorBuild:
-    """A trained detector's files and its test metrics, ready to register."""
+class YoloBuild:
+    """A trained YOLO model's files (weights, ONNX export, drift reference) and its test metrics,
+    ready to register."""
 
     weights: Path
     onnx: Path
@@ -158,7 +159,7 @@ def finish_detector(
     workdir: Path,
     *,
     timer: PhaseTimer | None = None,
-) -> DetectorBuild:
+) -> YoloBuild:
     """Export ONNX, evaluate it on the test split, save the drift reference; log all to `run`."""
     timer = timer or PhaseTimer()
     with timer.phase("export"):
@@ -169,17 +170,31 @@ def finish_detector(
         reference = save_reference(
             onnx, data, Path(workdir) / REFERENCE_FILE, imgsz=params.imgsz, conf=params.reference_conf
         )
+    return logged_build(run, fit, onnx, metrics, reference, data, timer=timer)
+
+
+def logged_build(
+    run: TrainingRun,
+    fit: FitResult,
+    onnx: Path,
+    metrics: dict[str, float],
+    reference: Path,
+    data: PreparedDataset,
+    *,
+    timer: PhaseTimer,
+) -> YoloBuild:
+    """Log a finished build's test metrics and files to `run`, and return it."""
     with timer.phase("log"):
         run.log_metrics({f"test/{key}": value for key, value in metrics.items()})
         run.log_metrics({"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch})
         log_training_files(run, fit, reference, data)
-    return DetectorBuild(fit.best, onnx, reference, metrics, fit.epochs_run, fit.best_epoch)
+    return YoloBuild(fit.best, onnx, reference, metrics, fit.epochs_run, fit.best_epoch)
 
 
 def register_detector(
     registry: MlflowModelRegistry,
     run: TrainingRun,
-    built: DetectorBuild,
+    built: YoloBuild,
     params: DetectorParams,
     data: PreparedDataset,
     *,
@@ -193,41 +208,30 @@ def register_detector(
     return register_build(
         registry,
         run,
+        built,
+        params,
         kind=ModelKind.DETECTION,
+        task="detect",
         model_name=model_name,
-        files={
-            ArtifactRole.WEIGHTS: built.weights,
-            ArtifactRole.ONNX: built.onnx,
-            ArtifactRole.REFERENCE: built.reference,
-        },
-        metrics=built.metrics,
-        metadata={
-            "class_names": list(data.class_names),
-            "imgsz": params.imgsz,
-            "architecture": params.architecture,
-            "task": "detect",
-            "data_version": data.data_version,
-            "reference_conf": params.reference_conf,
-        },
+        metadata={"reference_conf": params.reference_conf},
         data=data,
         primary_metric=PRIMARY_METRIC,
         score_baseline=lambda baseline: _score_baseline(registry, baseline, data, workdir),
         description=description,
         started=started,
         timer=timer,
-        epochs_run=built.epochs_run,
-        best_epoch=built.best_epoch,
     )
 
 
 def register_build(
     registry: MlflowModelRegistry,
     run: TrainingRun,
+    built: YoloBuild,
+    params: YoloParams,
     *,
     kind: ModelKind,
+    task: str,
     model_name: str,
-    files: Mapping[str, Path],
-    metrics: dict[str, float],
     metadata: dict,
     data: PreparedDataset,
     primary_metric: str,
@@ -235,14 +239,27 @@ def register_build(
     description: str,
     started: float,
     timer: PhaseTimer | None = None,
-    epochs_run: int = 0,
-    best_epoch: int = 0,
 ) -> TrainingOutcome:
-    """Register a trained model's files (the data manifest and validation report added) as a new
-    version with the run's lineage, compare it with production on the same test split, and say so.
+    """Register a build's files (the data manifest and validation report added) as a new version of
+    `model_name` with the run's lineage and the metadata serving needs (`metadata` adds the kind's own),
+    compare it with production on the same test split, and say so.
     """
     timer = timer or PhaseTimer()
-    files = {**files, ArtifactRole.DATA_MANIFEST: data.manifest_path}
+    metrics = built.metrics
+    metadata = {
+        "class_names": list(data.class_names),
+        "imgsz": params.imgsz,
+        "architecture": params.architecture,
+        "task": task,
+        "data_version": data.data_version,
+        **metadata,
+    }
+    files = {
+        ArtifactRole.WEIGHTS: built.weights,
+        ArtifactRole.ONNX: built.onnx,
+        ArtifactRole.REFERENCE: built.reference,
+        ArtifactRole.DATA_MANIFEST: data.manifest_path,
+    }
     if data.validation_report is not None:
         files[ArtifactRole.VALIDATION_REPORT] = data.validation_report
     with timer.phase("register"):
@@ -273,8 +290,8 @@ def register_build(
         comparison=comparison,
         run_id=run.run_id,
         duration_s=time.monotonic() - started,
-        epochs_run=epochs_run,
-        best_epoch=best_epoch,
+        epochs_run=built.epochs_run,
+        best_epoch=built.best_epoch,
         timings=dict(timer.timings),
     )
 

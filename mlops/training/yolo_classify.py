@@ -17,7 +17,6 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,11 @@ from mlops.training.yolo import (
     EpochCallback,
     FitResult,
     StopCheck,
+    YoloBuild,
     export_onnx,
     fit_yolo,
     flat_params,
-    log_training_files,
+    logged_build,
     register_build,
 )
 
@@ -56,18 +56,6 @@ _FRIENDLY = {"metrics/accuracy_top1": "top1", "metrics/accuracy_top5": "top5"}
 # Reference images were validated (mlops.data.validate caps their pixels); these caps only guard decoding.
 _REFERENCE_MAX_PIXELS = 40_000_000
 _REFERENCE_MAX_SIDE = 40_000
-
-
-@dataclass(frozen=True)
-class ClassifierBuild:
-    """A trained classifier's files and its test metrics, ready to register."""
-
-    weights: Path
-    onnx: Path
-    reference: Path
-    metrics: dict[str, float]
-    epochs_run: int
-    best_epoch: int
 
 
 def train_classifier(
@@ -129,7 +117,7 @@ def build_classifier(
     on_epoch: EpochCallback | None = None,
     should_stop: StopCheck | None = None,
     timer: PhaseTimer | None = None,
-) -> tuple[TrainingRun, ClassifierBuild]:
+) -> tuple[TrainingRun, YoloBuild]:
     """Train, export, evaluate and save the reference inside the training's MLflow run (files in `workdir`).
 
     The run ends FINISHED with everything logged; nothing is registered yet (register_classifier).
@@ -198,7 +186,7 @@ def finish_classifier(
     workdir: Path,
     *,
     timer: PhaseTimer | None = None,
-) -> ClassifierBuild:
+) -> YoloBuild:
     """Export ONNX, evaluate it on the test split, save the drift reference; log all to `run`."""
     timer = timer or PhaseTimer()
     with timer.phase("export"):
@@ -207,17 +195,13 @@ def finish_classifier(
         metrics = evaluate_classifier(onnx, data, imgsz=params.imgsz, workdir=workdir)
     with timer.phase("reference"):
         reference = save_classifier_reference(onnx, data, Path(workdir) / REFERENCE_FILE, imgsz=params.imgsz)
-    with timer.phase("log"):
-        run.log_metrics({f"test/{key}": value for key, value in metrics.items()})
-        run.log_metrics({"epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch})
-        log_training_files(run, fit, reference, data)
-    return ClassifierBuild(fit.best, onnx, reference, metrics, fit.epochs_run, fit.best_epoch)
+    return logged_build(run, fit, onnx, metrics, reference, data, timer=timer)
 
 
 def register_classifier(
     registry: MlflowModelRegistry,
     run: TrainingRun,
-    built: ClassifierBuild,
+    built: YoloBuild,
     params: ClassifierParams,
     data: PreparedDataset,
     *,
@@ -231,29 +215,18 @@ def register_classifier(
     return register_build(
         registry,
         run,
+        built,
+        params,
         kind=ModelKind.CLASSIFICATION,
+        task=TASK,
         model_name=model_name,
-        files={
-            ArtifactRole.WEIGHTS: built.weights,
-            ArtifactRole.ONNX: built.onnx,
-            ArtifactRole.REFERENCE: built.reference,
-        },
-        metrics=built.metrics,
-        metadata={
-            "class_names": list(data.class_names),
-            "imgsz": params.imgsz,
-            "architecture": params.architecture,
-            "task": TASK,
-            "data_version": data.data_version,
-        },
+        metadata={},
         data=data,
         primary_metric=PRIMARY_METRIC,
         score_baseline=lambda baseline: _score_baseline(registry, baseline, data, workdir),
         description=description,
         started=started,
         timer=timer,
-        epochs_run=built.epochs_run,
-        best_epoch=built.best_epoch,
     )
 
 
