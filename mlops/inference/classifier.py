@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from mlops.exceptions import InvalidInput, MlopsError
-from mlops.inference.detector import _as_rgb_array, _class_names
+from mlops.inference.detector import _as_rgb_array, _class_names, load_ultralytics
 from mlops.inference.images import to_rgb
 from mlops.inference.runtime import custom_metadata, literal, open_session
 
@@ -346,19 +346,8 @@ class TorchClassifier:
         imgsz: int | Sequence[int] | None = None,
         intra_op_threads: int | None = None,
     ):
-        from ultralytics import YOLO
-
-        if intra_op_threads:
-            import torch
-
-            torch.set_num_threads(int(intra_op_threads))
         self.path = Path(weights)
-        if not self.path.is_file():
-            raise MlopsError(f"Model file {self.path} does not exist.", code="model_load_failed")
-        try:
-            self.model = YOLO(str(self.path), task="classify")
-        except Exception as exc:  # torch.load and Ultralytics raise many unrelated types
-            raise MlopsError(f"Ultralytics cannot load {self.path.name}: {exc}", code="model_load_failed") from exc
+        self.model = load_ultralytics(self.path, "classify", intra_op_threads)
         if self.model.task != "classify":
             raise MlopsError(
                 f"{self.path.name} is a {self.model.task!r} model, not a classifier.", code="model_invalid"

@@ -459,6 +459,25 @@ class OnnxDetector:
         }
 
 
+def load_ultralytics(path: Path, task: str, intra_op_threads: int | None = None):
+    """Ultralytics' YOLO on `.pt` weights for `task` (imports torch); model_load_failed when it cannot load.
+
+    A .pt file is a pickle: call this only on weights whose sha256 matched the registry.
+    """
+    from ultralytics import YOLO
+
+    if intra_op_threads:
+        import torch
+
+        torch.set_num_threads(int(intra_op_threads))
+    if not path.is_file():
+        raise MlopsError(f"Model file {path} does not exist.", code="model_load_failed")
+    try:
+        return YOLO(str(path), task=task)
+    except Exception as exc:  # torch.load and Ultralytics raise many unrelated types
+        raise MlopsError(f"Ultralytics cannot load {path.name}: {exc}", code="model_load_failed") from exc
+
+
 class TorchDetector:
     """Fallback for a version without an ONNX file: Ultralytics predict on the .pt weights, same interface.
 
@@ -479,19 +498,8 @@ class TorchDetector:
         *,
         rect: bool = True,
     ):
-        from ultralytics import YOLO
-
-        if intra_op_threads:
-            import torch
-
-            torch.set_num_threads(int(intra_op_threads))
         self.path = Path(pt_path)
-        if not self.path.is_file():
-            raise MlopsError(f"Model file {self.path} does not exist.", code="model_load_failed")
-        try:
-            self.model = YOLO(str(self.path), task="detect")
-        except Exception as exc:  # torch.load and Ultralytics raise many unrelated types
-            raise MlopsError(f"Ultralytics cannot load {self.path.name}: {exc}", code="model_load_failed") from exc
+        self.model = load_ultralytics(self.path, "detect", intra_op_threads)
         stored = self.model.names
         self.class_names = _class_names(class_names, stored)
         if len(self.class_names) != len(stored):
