@@ -26,6 +26,8 @@ from backend.classification.serializers import (
     ClassificationFeedbackSerializer,
     ClassificationRequestSerializer,
     ClassificationSerializer,
+    CompatClassificationSerializer,
+    CompatClassifyRequestSerializer,
 )
 from backend.classification.services import classify, feedback, pictures
 from backend.core.pagination import Pagination
@@ -87,25 +89,10 @@ class ClassificationListCreate(TimedView):
         "anonymous callers (throttled at API_ANON_RATE).",
     )
     def post(self, request):
-        serializer = ClassificationRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        self.prediction_model = data.get("model") or settings.DEFAULT_CLASSIFICATION_MODEL
-        upload = data["image"]
-        check_upload_size(upload.size)
-        result = classify.classify_image(
-            upload.read(),
-            filename=upload.name or "",
-            model_name=self.prediction_model,
-            top_k=data.get("top_k"),
-            requester=Requester.from_request(request),
-            source=Source.WEB if request.headers.get("X-Modelyard-Client") == "web" else Source.API,
-            started=self.started,
-            defer_features=True,
-        )
+        source = Source.WEB if request.headers.get("X-Modelyard-Client") == "web" else Source.API
+        result = _classify_from(self, ClassificationRequestSerializer, "image", source=source)
         body = ClassificationSerializer(result.classification, context={"served_version": result.version}).data
-        response = Response(body, status=status.HTTP_201_CREATED)
-        return after_response(response, result.finish, what=f"classification features {result.classification.pk}")
+        return _answer(result, body, status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="classifications_list",
@@ -122,6 +109,33 @@ class ClassificationListCreate(TimedView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset.order_by("-created_at"), request, view=self)
         return paginator.get_paginated_response(ClassificationSerializer(page, many=True).data)
+
+
+def _classify_from(
+    view: TimedView, serializer_class, file_field: str, *, source: str
+) -> classify.ClassificationOutcome:
+    serializer = serializer_class(data=view.request.data)
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+    view.prediction_model = data.get("model") or settings.DEFAULT_CLASSIFICATION_MODEL
+    upload = data[file_field]
+    check_upload_size(upload.size)
+    return classify.classify_image(
+        upload.read(),
+        filename=upload.name or "",
+        model_name=view.prediction_model,
+        top_k=data.get("top_k"),
+        requester=Requester.from_request(view.request),
+        source=source,
+        started=view.started,
+        defer_features=True,
+    )
+
+
+def _answer(result: classify.ClassificationOutcome, body: dict, status_code: int) -> Response:
+    """The saved classification's JSON; its image descriptors computed right after the answer went out."""
+    response = Response(body, status=status_code)
+    return after_response(response, result.finish, what=f"classification features {result.classification.pk}")
 
 
 def _classification(pk) -> Classification:
@@ -201,3 +215,25 @@ class ClassificationFeedback(APIView):
             requester=Requester.from_request(request),
         )
         return Response(ClassificationFeedbackSerializer(verdict).data, status=status.HTTP_201_CREATED)
+
+
+class CompatPredict(TimedView):
+    """POST /predict when COMPAT_PREDICT_KIND is classification: multipart field `file`; the previous
+    system's `prediction` (the best class) and `confidence`, then the same JSON as POST
+    /api/v1/classifications/ (status 200)."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [PredictionThrottle]
+    parser_classes = [MultiPartParser]
+    prediction_kind = "classification"
+
+    @extend_schema(
+        operation_id="compat_predict",
+        request={"multipart/form-data": CompatClassifyRequestSerializer},
+        responses={200: CompatClassificationSerializer, **PREDICTION_ERRORS},
+        tags=["compatibility"],
+    )
+    def post(self, request):
+        result = _classify_from(self, CompatClassifyRequestSerializer, "file", source=Source.COMPAT)
+        body = CompatClassificationSerializer(result.classification, context={"served_version": result.version}).data
+        return _answer(result, body, status.HTTP_200_OK)

@@ -14,8 +14,7 @@ MAX_TOP_K = 1000
 
 
 # -- requests ---------------------------------------------------------------------------------------
-class ClassificationRequestSerializer(serializers.Serializer):
-    image = serializers.FileField(help_text="The image (JPEG, PNG, WebP, BMP, TIFF, GIF...).")
+class ClassificationParamsSerializer(serializers.Serializer):
     # Empty counts as left out, as HTML forms send an unset field (a multipart body is a form).
     model = serializers.RegexField(
         r"^[-a-zA-Z0-9_]*\Z",
@@ -31,6 +30,14 @@ class ClassificationRequestSerializer(serializers.Serializer):
         help_text="How many of the best classes to list, 1 to the model's number of classes (more: 400 "
         "invalid_parameter). Left out: 5, or every class when the model has fewer.",
     )
+
+
+class ClassificationRequestSerializer(ClassificationParamsSerializer):
+    image = serializers.FileField(help_text="The image (JPEG, PNG, WebP, BMP, TIFF, GIF...).")
+
+
+class CompatClassifyRequestSerializer(ClassificationParamsSerializer):
+    file = serializers.FileField(help_text="The image, as clients of the previous system send it.")
 
 
 class ClassificationFeedbackRequestSerializer(serializers.Serializer):
@@ -110,3 +117,14 @@ class ClassificationSerializer(serializers.Serializer):
                 classification.feedback.select_related("user"), many=True
             ).data
         return data
+
+
+class CompatClassificationSerializer(ClassificationSerializer):
+    """POST /predict of a classifier: the previous system's two fields first, then the full answer."""
+
+    prediction = serializers.CharField(help_text="The best class (the previous system's label).")
+    confidence = serializers.FloatField(min_value=0.0, max_value=1.0, help_text="The best class's probability.")
+
+    def to_representation(self, classification: Classification) -> dict:
+        best = {"prediction": classification.class_name, "confidence": classification.confidence}
+        return {**best, **super().to_representation(classification)}

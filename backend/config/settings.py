@@ -361,6 +361,12 @@ MAX_IMAGE_SIDE = env.int("MAX_IMAGE_SIDE", default=12_000)
 DEFAULT_DETECTION_MODEL = env.str("DEFAULT_DETECTION_MODEL", default="shapes-detector")
 DEFAULT_TABULAR_MODEL = env.str("DEFAULT_TABULAR_MODEL", default="breast-cancer")
 DEFAULT_CLASSIFICATION_MODEL = env.str("DEFAULT_CLASSIFICATION_MODEL", default="shapes-classifier")
+# Which kind answers the compatibility routes POST /predict and GET /model/info: "detection" (the
+# default detector, the answer of POST /api/v1/detections/) or "classification" (the default
+# classifier, with the `prediction` and `confidence` fields of the classifier services it replaces).
+COMPAT_PREDICT_KIND = env.str("COMPAT_PREDICT_KIND", default="detection")
+if COMPAT_PREDICT_KIND not in ("detection", "classification"):
+    raise ImproperlyConfigured(f"COMPAT_PREDICT_KIND must be detection or classification, not {COMPAT_PREDICT_KIND!r}")
 # ONNX Runtime threads per session (0: let ONNX Runtime decide).
 SERVING_INTRA_OP_THREADS = env.int("SERVING_INTRA_OP_THREADS", default=0)
 # ONNX Runtime's worker threads spin briefly between runs: about 15% faster per detection on an

@@ -36,8 +36,7 @@ from backend.detection.serializers import (
 from backend.detection.services import batches, detect, feedback, pictures
 from backend.serving.api import TimedView
 from backend.serving.permissions import CreateOpenListSignedIn
-from backend.serving.serializers import ModelInfoSerializer
-from backend.serving.services import Requester, model_info
+from backend.serving.services import Requester
 from backend.serving.throttling import PredictionThrottle, ReadBackThrottle
 from backend.serving.uploads import check_upload_size
 
@@ -343,7 +342,8 @@ class BatchResultsCsv(PictureView):
 
 # -- compatibility with the clients of the system this product replaces ------------------------------
 class CompatPredict(TimedView):
-    """POST /predict: multipart field `file`; the same JSON as POST /api/v1/detections/ (status 200)."""
+    """POST /predict when COMPAT_PREDICT_KIND is detection (the default): multipart field `file`; the
+    same JSON as POST /api/v1/detections/ (status 200)."""
 
     permission_classes = [AllowAny]
     throttle_classes = [PredictionThrottle]
@@ -359,13 +359,3 @@ class CompatPredict(TimedView):
     def post(self, request):
         result = _detect_from(self, CompatPredictRequestSerializer, "file", source=Source.COMPAT)
         return _answer(result, status.HTTP_200_OK)
-
-
-class CompatModelInfo(APIView):
-    """GET /model/info: the default detector's info, as GET /api/v1/models/{name}/info/ gives it."""
-
-    permission_classes = [AllowAny]
-
-    @extend_schema(operation_id="compat_model_info", responses={200: ModelInfoSerializer}, tags=["compatibility"])
-    def get(self, request):
-        return Response(model_info(settings.DEFAULT_DETECTION_MODEL))

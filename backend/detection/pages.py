@@ -15,46 +15,26 @@ from django.views.decorators.http import require_GET
 
 from backend.detection.models import Detection
 from backend.detection.services.detect import DEFAULT_CONF
-from backend.serving.services import model_info
-from mlops.exceptions import NotFound
+from backend.serving.pages import ensure_session, model_context, visible_to
 
 HISTORY_PAGE_SIZE = 24
-
-
-def _ensure_session(request) -> str:
-    if not request.session.session_key:
-        request.session.save()
-    return request.session.session_key
-
-
-def _model_context(model_name: str) -> dict:
-    try:
-        return {"model": model_info(model_name), "model_missing": False}
-    except NotFound:
-        return {"model": None, "model_missing": True}
 
 
 @require_GET
 @ensure_csrf_cookie
 def detect_page(request):
-    _ensure_session(request)
+    ensure_session(request)
     model_name = request.GET.get("model") or settings.DEFAULT_DETECTION_MODEL
-    context = {"model_name": model_name, **_model_context(model_name), "nav": "detect"}
+    context = {"model_name": model_name, **model_context(model_name), "nav": "detect"}
     return render(request, "detection/detect.html", context)
 
 
 @require_GET
 @ensure_csrf_cookie
 def history_page(request):
-    session_key = _ensure_session(request)
-    queryset = Detection.objects.select_related("model_version__model").prefetch_related("feedback")
-    show_all = request.user.is_staff and request.GET.get("all") == "1"
-    if show_all:
-        pass
-    elif request.user.is_authenticated:
-        queryset = queryset.filter(user=request.user)
-    else:
-        queryset = queryset.filter(session_key=session_key, user__isnull=True)
+    queryset, show_all = visible_to(
+        request, Detection.objects.select_related("model_version__model").prefetch_related("feedback")
+    )
     page = Paginator(queryset.order_by("-created_at"), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [
         {

@@ -2,6 +2,7 @@
 
 import time
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -38,3 +39,23 @@ class ModelInfo(APIView):
     )
     def get(self, request, name):
         return Response(model_info(name))
+
+
+COMPAT_DEFAULT_MODELS = {"detection": "DEFAULT_DETECTION_MODEL", "classification": "DEFAULT_CLASSIFICATION_MODEL"}
+
+
+class CompatModelInfo(APIView):
+    """GET /model/info: the info of the model POST /predict answers with (COMPAT_PREDICT_KIND's default)."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="compat_model_info",
+        responses={
+            200: ModelInfoSerializer,
+            404: OpenApiResponse(ErrorResponseSerializer, description="No such model."),
+        },
+        tags=["compatibility"],
+    )
+    def get(self, request):
+        return Response(model_info(getattr(settings, COMPAT_DEFAULT_MODELS[settings.COMPAT_PREDICT_KIND])))
