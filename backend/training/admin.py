@@ -31,19 +31,26 @@ class StartTrainingJobForm(forms.ModelForm):
     requester = None
 
     epochs = forms.IntegerField(
-        required=False, min_value=1, help_text="Detector epochs (tabular: boosting rounds). Overrides params."
+        required=False,
+        min_value=1,
+        help_text="Detector or classifier epochs (tabular: boosting rounds). Overrides params.",
     )
-    imgsz = forms.IntegerField(required=False, min_value=32, help_text="Detector image size (a multiple of 32).")
+    imgsz = forms.IntegerField(
+        required=False, min_value=32, help_text="Detector or classifier image size (a multiple of 32)."
+    )
 
     class Meta:
         model = TrainingJob
         fields = ["kind", "model_name", "dataset", "params", "auto_promote"]
         help_texts = {
-            "model_name": "Empty: the default model of the kind (DEFAULT_DETECTION_MODEL / DEFAULT_TABULAR_MODEL).",
-            "dataset": "Empty: synthetic:shapes (detection) or sklearn:breast_cancer (tabular). Also "
-            "synthetic:tabular, kaggle:OWNER/DATASET, folder:PATH or a prepared dataset's path.",
+            "model_name": "Empty: the default model of the kind (DEFAULT_DETECTION_MODEL / "
+            "DEFAULT_CLASSIFICATION_MODEL / DEFAULT_TABULAR_MODEL).",
+            "dataset": "Empty: synthetic:shapes (detection), synthetic:classification (classification) or "
+            "sklearn:breast_cancer (tabular). Also synthetic:tabular, kaggle:OWNER/DATASET, folder:PATH (YOLO "
+            "folders or one folder per class) or a prepared dataset's path.",
             "params": 'Overrides over params.yaml, e.g. {"epochs": 5, "imgsz": 320} or {"n_estimators": 200}; '
-            '"data" holds ingest options ({"count": 200}); a search takes "target" and "trials".',
+            '"data" holds ingest options ({"count": 200}, {"per_class": 50}); a search takes "target" '
+            '(detection or tabular) and "trials".',
             "auto_promote": "Promote the new version when it beats production (and passes its smoke test); "
             "otherwise it is staged for review. Needs the registry's promote permission.",
         }

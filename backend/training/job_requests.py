@@ -17,10 +17,10 @@ from backend.registry.models import RegisteredModel
 from backend.training.datasets import pipeline_defaults
 from backend.training.models import TrainingJob
 from mlops.data.prepare import SplitSpec
-from mlops.data.synthetic import ShapesSpec, TabularSpec
+from mlops.data.synthetic import ClassificationSpec, ShapesSpec, TabularSpec
 from mlops.data.validate import ValidationPolicy
 from mlops.exceptions import InvalidInput
-from mlops.training.params import DetectorParams, TabularParams
+from mlops.training.params import ClassifierParams, DetectorParams, TabularParams
 
 Kind = TrainingJob.Kind
 
@@ -28,11 +28,23 @@ Kind = TrainingJob.Kind
 DATA_PARAM_KEYS = ("data", "split", "validate")
 # Search jobs: which trainer the trials run, how many, and (optionally) the space over params.yaml's.
 SEARCH_PARAM_KEYS = ("target", "trials", "space")
+# The kinds a search can tune (mlops.training.search has no classifier search).
+SEARCH_TARGETS = (Kind.DETECTION, Kind.TABULAR)
 # The ingest options each source scheme reads (mlops.data.ingest); synthetic sources take their spec's.
 INGEST_OPTION_KEYS = {"kaggle": {"target", "timeout"}, "folder": {"target"}, "sklearn": set(), "": {"target"}}
-DEFAULT_DATASETS = {Kind.DETECTION: "synthetic:shapes", Kind.TABULAR: "sklearn:breast_cancer"}
-DETECTION_SOURCES = ("synthetic:shapes",)
-TABULAR_SOURCES = ("sklearn:breast_cancer", "synthetic:tabular")
+DEFAULT_DATASETS = {
+    Kind.DETECTION: "synthetic:shapes",
+    Kind.CLASSIFICATION: "synthetic:classification",
+    Kind.TABULAR: "sklearn:breast_cancer",
+}
+# The generated and bundled sources each kind of model trains on (any kind: Kaggle, a folder, a prepared set).
+BUILT_IN_SOURCES = {
+    Kind.DETECTION: ("synthetic:shapes",),
+    Kind.CLASSIFICATION: ("synthetic:classification",),
+    Kind.TABULAR: ("sklearn:breast_cancer", "synthetic:tabular"),
+}
+# The trainer parameters of each kind of model (params.yaml's train_detector, train_classifier, train_tabular).
+TRAINER_PARAMS = {Kind.DETECTION: DetectorParams, Kind.CLASSIFICATION: ClassifierParams, Kind.TABULAR: TabularParams}
 _KAGGLE_HANDLE = re.compile(r"^kaggle:[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(/versions/\d+)?$")
 _MODEL_NAME = re.compile(r"[-a-zA-Z0-9_]+")
 # Who may ask for auto_promote: the registry's promote permission (checked by start_job and the admin form).
@@ -49,6 +61,8 @@ SYSTEM_TRIGGER = "started by the system"
 def default_model_name(kind: str) -> str:
     if kind == Kind.TABULAR:
         return settings.DEFAULT_TABULAR_MODEL
+    if kind == Kind.CLASSIFICATION:
+        return settings.DEFAULT_CLASSIFICATION_MODEL
     return settings.DEFAULT_DETECTION_MODEL
 
 
@@ -60,7 +74,7 @@ def trainer_kind(kind: str, params: dict | None) -> str:
 
 
 def steps_param(kind: str, params: dict | None) -> str:
-    """The trainer param a job's step count sets: boosting rounds (tabular) or epochs (detection)."""
+    """The trainer param a job's step count sets: boosting rounds (tabular) or epochs (detection, classification)."""
     return "n_estimators" if trainer_kind(kind, params) == Kind.TABULAR else "epochs"
 
 
@@ -83,7 +97,9 @@ def check_job_request(kind: str, *, model_name: str = "", dataset: str = "", par
         return {"params": "params must be a JSON object"}
     params = dict(params or {})
     target = trainer_kind(kind, params)
-    if target not in (Kind.DETECTION, Kind.TABULAR):
+    if kind == Kind.SEARCH and target not in SEARCH_TARGETS:
+        if target == Kind.CLASSIFICATION:
+            return {"params": "params.target: a search cannot tune a classification model; use detection or tabular"}
         return {"params": f"params.target must be detection or tabular, not {target!r}"}
     problems: dict[str, str] = {}
     dataset = dataset or DEFAULT_DATASETS[target]
@@ -108,15 +124,15 @@ def _dataset_problem(target: str, dataset: str) -> str:
     if scheme == "kaggle":
         return "" if _KAGGLE_HANDLE.match(dataset) else "a Kaggle source looks like kaggle:OWNER/DATASET"
     if scheme in ("synthetic", "sklearn"):
-        allowed = DETECTION_SOURCES if target == Kind.DETECTION else TABULAR_SOURCES
+        allowed = BUILT_IN_SOURCES[target]
         if dataset not in allowed:
             return f"{dataset!r} cannot train a {target} model: use {' or '.join(allowed)}"
         return ""
     path = Path(rest) if scheme == "folder" else Path(dataset)
     if scheme not in ("folder", "") and not path.is_absolute() and not dataset.startswith("."):
         return (
-            f"unknown dataset {dataset!r}: use synthetic:shapes, sklearn:breast_cancer, synthetic:tabular, "
-            "kaggle:OWNER/DATASET, folder:PATH or the path of a prepared dataset"
+            f"unknown dataset {dataset!r}: use synthetic:shapes, synthetic:classification, sklearn:breast_cancer, "
+            "synthetic:tabular, kaggle:OWNER/DATASET, folder:PATH or the path of a prepared dataset"
         )
     if not path.is_dir():
         return f"no dataset folder at {path}"
@@ -138,8 +154,8 @@ def _params_problem(kind: str, target: str, dataset: str, params: dict) -> str:
     for key in DATA_PARAM_KEYS:
         if key in data and not isinstance(data[key], dict):
             return f"params.{key} must be a JSON object"
-    trainer_class = DetectorParams if target == Kind.DETECTION else TabularParams
-    defaults = pipeline_defaults(dataset)
+    trainer_class = TRAINER_PARAMS[target]
+    defaults = pipeline_defaults(dataset, kind=target)
     try:
         base = trainer_class.resolve(trainer_params)
         if kind == Kind.SEARCH and (problem := _search_problem(params, base)):
@@ -156,6 +172,8 @@ def _data_problem(dataset: str, data: dict, defaults: dict[str, dict]) -> str:
     ingest_options = {**defaults["ingest"], **data.get("data", {})}
     if dataset == "synthetic:shapes":
         ShapesSpec.from_mapping(ingest_options)
+    elif dataset == "synthetic:classification":
+        ClassificationSpec.from_mapping(ingest_options)
     elif dataset == "synthetic:tabular":
         TabularSpec.from_mapping(ingest_options)
     elif unknown := sorted(set(data.get("data", {})) - INGEST_OPTION_KEYS.get(dataset.partition(":")[0], set())):

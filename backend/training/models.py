@@ -19,6 +19,7 @@ from backend.registry.models import KEY_METRICS
 class TrainingJob(models.Model):
     class Kind(models.TextChoices):
         DETECTION = "detection", "Detection (YOLO)"
+        CLASSIFICATION = "classification", "Classification (YOLO)"
         TABULAR = "tabular", "Tabular (XGBoost)"
         SEARCH = "search", "Hyperparameter search (Optuna)"
 
@@ -36,8 +37,8 @@ class TrainingJob(models.Model):
     model_name = models.SlugField(max_length=100, help_text="The registered model this job trains a version of.")
     dataset = models.CharField(
         max_length=500,
-        help_text='A source ("synthetic:shapes", "sklearn:breast_cancer", "kaggle:OWNER/DATASET") '
-        "or the path of a prepared dataset.",
+        help_text='A source ("synthetic:shapes", "synthetic:classification", "sklearn:breast_cancer", '
+        '"kaggle:OWNER/DATASET", "folder:PATH") or the path of a prepared dataset.',
     )
     # Trainer overrides over params.yaml; "data" (ingest options), "split" and "validate" are
     # taken out for the data preparation; a search job names its "target" kind and "trials".
@@ -61,7 +62,7 @@ class TrainingJob(models.Model):
 
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     cancel_requested = models.BooleanField(default=False)
-    # Progress: epochs (detector), boosting rounds (tabular) or trials (search).
+    # Progress: epochs (detector, classifier), boosting rounds (tabular) or trials (search).
     epoch = models.PositiveIntegerField(default=0)
     epochs = models.PositiveIntegerField(default=0)
     progress = models.FloatField(default=0.0, help_text="Percent done, 0-100.")
@@ -137,7 +138,12 @@ class TrainingJob(models.Model):
     @property
     def step_unit(self) -> str:
         """What one step of progress is: an epoch (YOLO), a boosting round (XGBoost), a trial (search)."""
-        return {self.Kind.DETECTION: "epoch", self.Kind.TABULAR: "round", self.Kind.SEARCH: "trial"}[self.kind]
+        return {
+            self.Kind.DETECTION: "epoch",
+            self.Kind.CLASSIFICATION: "epoch",
+            self.Kind.TABULAR: "round",
+            self.Kind.SEARCH: "trial",
+        }[self.kind]
 
     def progress_text(self) -> str:
         """One line for people: "epoch 12 of 30, 40%" (or the stage before the first step)."""

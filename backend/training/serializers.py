@@ -94,14 +94,16 @@ class TrainingJobStartSerializer(serializers.Serializer):
         allow_blank=True,
         default="",
         max_length=500,
-        help_text="synthetic:shapes, sklearn:breast_cancer, synthetic:tabular, kaggle:OWNER/DATASET, folder:PATH "
-        "or the path of a prepared dataset.",
+        help_text="synthetic:shapes, synthetic:classification, sklearn:breast_cancer, synthetic:tabular, "
+        "kaggle:OWNER/DATASET, folder:PATH (YOLO folders, one folder per class or a table) or the path of a "
+        "prepared dataset.",
     )
     params = serializers.DictField(
         required=False,
         default=dict,
-        help_text='Trainer overrides over params.yaml, e.g. {"epochs": 5, "imgsz": 320}; "data" holds ingest '
-        'options, "split" the split ratios; a search takes "target" (detection|tabular) and "trials".',
+        help_text="Trainer overrides over params.yaml (train_detector, train_classifier or train_tabular), e.g. "
+        '{"epochs": 5, "imgsz": 320}; "data" holds ingest options, "split" the split ratios, "validate" the '
+        'validation policy; a search takes "target" (detection|tabular) and "trials".',
     )
     auto_promote = BooleanField(
         required=False,

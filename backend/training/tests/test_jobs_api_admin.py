@@ -321,6 +321,7 @@ def test_finishing_is_conditional_on_the_state():
 # -- bootstrap_models ------------------------------------------------------------------------------
 @override_settings(
     DEFAULT_DETECTION_MODEL="boot-detector",
+    DEFAULT_CLASSIFICATION_MODEL="boot-classifier",
     DEFAULT_TABULAR_MODEL="boot-tabular",
     BOOTSTRAP_DETECTOR_EPOCHS=7,
     BOOTSTRAP_DETECTOR_IMGSZ=96,
@@ -328,20 +329,30 @@ def test_finishing_is_conditional_on_the_state():
 def test_bootstrap_models_queues_each_default_model_once():
     out = StringIO()
     call_command("bootstrap_models", stdout=out)
-    jobs = {job.model_name: job for job in TrainingJob.objects.all()}
-    assert set(jobs) == {"boot-detector", "boot-tabular"}
-    detector, tabular = jobs["boot-detector"], jobs["boot-tabular"]
+    # Queued fastest first, so one trainer answers the tabular model, then the classifier, then the detector.
+    queued = list(TrainingJob.objects.order_by("created_at", "id"))
+    assert [job.model_name for job in queued] == ["boot-tabular", "boot-classifier", "boot-detector"]
+    jobs = {job.model_name: job for job in queued}
+    detector, classifier, tabular = jobs["boot-detector"], jobs["boot-classifier"], jobs["boot-tabular"]
     assert (detector.kind, detector.dataset, detector.auto_promote) == ("detection", "synthetic:shapes", True)
     assert detector.params["epochs"] == 7 and detector.params["imgsz"] == 96
+    # The classifier trains with params.yaml's settings on params.yaml's synthetic classification set.
+    assert (classifier.kind, classifier.dataset, classifier.auto_promote) == (
+        "classification",
+        "synthetic:classification",
+        True,
+    )
+    assert classifier.params == {}
     assert (tabular.kind, tabular.dataset, tabular.auto_promote) == ("tabular", "sklearn:breast_cancer", True)
     # Nobody asked: the jobs are the system's (they will promote as the system), and say what started them.
     assert {(job.requested_by, job.trigger.split(":")[0]) for job in jobs.values()} == {(None, "bootstrap_models")}
-    assert out.getvalue().count("queued training job") == 2
+    assert out.getvalue().count("queued training job") == 3
+    assert "boot-classifier (classification): queued training job" in out.getvalue()
 
     again = StringIO()
     call_command("bootstrap_models", stdout=again)  # `make run` a second time
-    assert TrainingJob.objects.count() == 2
-    assert again.getvalue().count("already queued") == 2
+    assert TrainingJob.objects.count() == 3
+    assert again.getvalue().count("already queued") == 3
 
     # The database refuses a second active bootstrap job even when two runs race past the check.
     with pytest.raises(services.JobConflict):

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from backend.training import services
-from backend.training.job_requests import steps_param, trainer_kind
+from backend.training.job_requests import SEARCH_TARGETS, steps_param, trainer_kind
 from backend.training.models import TrainingJob
 from mlops.exceptions import MlopsError
 
@@ -24,17 +24,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--kind", required=True, choices=TrainingJob.Kind.values)
-        parser.add_argument("--epochs", type=int, help="Detector epochs; tabular: boosting rounds (n_estimators).")
-        parser.add_argument("--imgsz", type=int, help="Detector image size (a multiple of 32).")
+        parser.add_argument(
+            "--epochs", type=int, help="Detector or classifier epochs; tabular: boosting rounds (n_estimators)."
+        )
+        parser.add_argument("--imgsz", type=int, help="Detector or classifier image size (a multiple of 32).")
         parser.add_argument("--model-name", default="", help="Registered model to train (default: the kind's).")
         parser.add_argument(
             "--dataset",
             default="",
-            help="synthetic:shapes, sklearn:breast_cancer, synthetic:tabular, kaggle:OWNER/DATASET, folder:PATH, "
-            "or a prepared dataset's path (default: the kind's).",
+            help="synthetic:shapes, synthetic:classification, sklearn:breast_cancer, synthetic:tabular, "
+            "kaggle:OWNER/DATASET, folder:PATH, or a prepared dataset's path (default: the kind's).",
         )
         parser.add_argument("--params", default="", help="More trainer params as JSON, e.g. '{\"batch\": 8}'.")
-        parser.add_argument("--target", choices=["detection", "tabular"], help="Search: the kind of model to tune.")
+        parser.add_argument("--target", choices=SEARCH_TARGETS, help="Search: the kind of model to tune.")
         parser.add_argument("--trials", type=int, help="Search: number of Optuna trials.")
         parser.add_argument(
             "--promote",
@@ -82,7 +84,7 @@ class Command(BaseCommand):
             params[steps_param(options["kind"], params)] = options["epochs"]
         if options["imgsz"] is not None:
             if trainer_kind(options["kind"], params) == TrainingJob.Kind.TABULAR:
-                raise CommandError("--imgsz applies to detection models only")
+                raise CommandError("--imgsz applies to image models only (detection, classification)")
             params["imgsz"] = options["imgsz"]
         return params
 
@@ -113,7 +115,7 @@ class Command(BaseCommand):
     @staticmethod
     def _postfix(job: TrainingJob) -> str:
         parts = [f"{job.step_unit} {job.epoch}/{job.epochs}"] if job.epochs else []
-        for name in ("mAP50", "mAP50-95", "val/logloss", "accuracy", "roc_auc"):
+        for name in ("mAP50", "mAP50-95", "top1", "val/logloss", "accuracy", "roc_auc"):
             value = (job.metrics or {}).get(name)
             if isinstance(value, int | float):
                 parts.append(f"{name}={value:.3f}")
