@@ -81,5 +81,8 @@ class TrainingJobFactory(DjangoModelFactory):
     kind = TrainingJob.Kind.TABULAR
     model_name = factory.Sequence(lambda n: f"factory-job-model-{n}")
     dataset = factory.LazyAttribute(
-        lambda job: "synthetic:shapes" if job.kind == TrainingJob.Kind.DETECTION else "sklearn:breast_cancer"
+        lambda job: {
+            TrainingJob.Kind.DETECTION: "synthetic:shapes",
+            TrainingJob.Kind.CLASSIFICATION: "synthetic:classification",
+        }.get(job.kind, "sklearn:breast_cancer")
     )

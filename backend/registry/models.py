@@ -17,7 +17,7 @@ from mlops.registry.entities import Artifact, ModelKind
 PROMOTE_PERMISSION = "registry.promote_modelversion"
 
 # The few metrics an admin compares at a glance, of detectors and tabular models alike.
-KEY_METRICS = ("mAP50", "mAP50-95", "precision", "recall", "accuracy", "roc_auc", "f1", "log_loss")
+KEY_METRICS = ("mAP50", "mAP50-95", "top1", "top5", "precision", "recall", "accuracy", "roc_auc", "f1", "log_loss")
 
 
 def model_ref(name: str, version: int, label: str) -> dict:

@@ -6,10 +6,10 @@
   const POLL_MS = 1500;
   const ACTIVE = new Set(["queued", "running"]);
   const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
-  const QUALITY_KEYS = ["mAP50", "mAP50-95", "precision", "recall", "accuracy", "roc_auc", "f1", "fitness"];
+  const QUALITY_KEYS = ["mAP50", "mAP50-95", "top1", "top5", "precision", "recall", "accuracy", "roc_auc", "f1", "fitness"];
   const SVG_NS = "http://www.w3.org/2000/svg";
-  // What one step of progress is: an epoch (YOLO), a boosting round (XGBoost), a trial (search).
-  const STEP_UNITS = { detection: "epoch", tabular: "round", search: "trial" };
+  // What one step of progress is: an epoch (YOLO detector or classifier), a boosting round (XGBoost), a trial (search).
+  const STEP_UNITS = { detection: "epoch", classification: "epoch", tabular: "round", search: "trial" };
 
   const root = document.getElementById("training-job");
   const dataNode = document.getElementById("training-job-data");
