@@ -52,6 +52,7 @@ CONTENT_REFUSALS = {
     # top_k past the classes of the model that answers: a bound only the model knows.
     "POST /api/v1/classifications/": {"invalid_image", "wrong_model_kind", "invalid_parameter"},
     "POST /api/v1/classifications/{id}/feedback/": {"invalid_feedback"},
+    "POST /api/v1/classifications/batches/": {"invalid_image", "no_images", "wrong_model_kind", "invalid_parameter"},
 }
 JOB_REQUEST_FIELDS = {"dataset", "model_name", "params"}  # checked against the machine by check_job_request
 
@@ -79,11 +80,9 @@ def api_rows(serve_detector, serve_tabular, serve_classifier, model_files, staff
     detection = client.post("/api/v1/detections/", {"image": ContentFile(PICTURE, name="p.png")})
     batch = client.post("/api/v1/batches/", {"files": [ContentFile(PICTURE, name="p.png")]})  # runs now: eager
     classification = client.post("/api/v1/classifications/", {"image": ContentFile(PICTURE, name="p.png")})
-    assert (detection.status_code, batch.status_code, classification.status_code) == (201, 202, 201), (
-        detection.content,
-        batch.content,
-        classification.content,
-    )
+    classified = client.post("/api/v1/classifications/batches/", {"files": [ContentFile(PICTURE, name="p.png")]})
+    statuses = (detection.status_code, batch.status_code, classification.status_code, classified.status_code)
+    assert statuses == (201, 202, 201, 202), (detection.content, batch.content, classification.content, classified)
     AlertRule.objects.create(name="disk", kind="disk_free", comparison="<", threshold=101)
     evaluate_rules(kinds=["disk_free"])
     report = DriftReport.objects.create(model=target, version=target.production_version, status=DriftReport.Status.OK)
@@ -94,6 +93,7 @@ def api_rows(serve_detector, serve_tabular, serve_classifier, model_files, staff
             "/api/v1/detections/{id}": {"id": detection.json()["id"]},
             "/api/v1/batches/{id}": {"id": batch.json()["id"]},
             "/api/v1/classifications/{id}": {"id": classification.json()["id"]},
+            "/api/v1/classifications/batches/{id}": {"id": classified.json()["id"]},
             "/api/v1/alerts/{id}": {"id": Alert.objects.get(rule__name="disk").pk},
             "/api/v1/drift-reports/{id}": {"id": report.pk},
             "/api/v1/training-jobs/{id}": {"id": TrainingJobFactory().pk},

@@ -1,20 +1,11 @@
-"""Admin: the prediction log of classifiers (read-only) and its feedback."""
+"""Admin: the prediction log of classifiers (read-only), its feedback and its batches."""
 
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from backend.classification.models import Classification, ClassificationFeedback
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Prediction logs are evidence: viewable and deletable, never edited by hand."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+from backend.classification.models import Classification, ClassificationBatch, ClassificationFeedback
+from backend.serving.admin import BatchAdmin, ReadOnlyAdmin
 
 
 class FeedbackInline(admin.TabularInline):
@@ -92,3 +83,8 @@ class ClassificationFeedbackAdmin(ReadOnlyAdmin):
     @admin.display(boolean=True, description="trusted")
     def is_trusted(self, obj) -> bool:
         return obj.trusted
+
+
+@admin.register(ClassificationBatch)
+class ClassificationBatchAdmin(BatchAdmin):
+    params = ["top_k"]

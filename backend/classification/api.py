@@ -12,16 +12,18 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend.classification.models import Classification
+from backend.classification.models import Classification, ClassificationBatch
 from backend.classification.serializers import (
+    ClassificationBatchRequestSerializer,
+    ClassificationBatchSerializer,
     ClassificationFeedbackRequestSerializer,
     ClassificationFeedbackSerializer,
     ClassificationRequestSerializer,
@@ -29,15 +31,14 @@ from backend.classification.serializers import (
     CompatClassificationSerializer,
     CompatClassifyRequestSerializer,
 )
-from backend.classification.services import classify, feedback, pictures
-from backend.core.pagination import Pagination
+from backend.classification.services import batches, classify, feedback, pictures
 from backend.core.responses import after_response
 from backend.core.serializers import ErrorResponseSerializer
-from backend.serving.api import TimedView
-from backend.serving.permissions import CreateOpenListSignedIn
+from backend.serving import batches as serving_batches
+from backend.serving.api import CsvRenderer, PictureView, TimedView, UploadListCreate
 from backend.serving.services import Requester
 from backend.serving.sources import Source
-from backend.serving.throttling import PredictionThrottle, ReadBackThrottle
+from backend.serving.throttling import PredictionThrottle
 from backend.serving.uploads import check_upload_size
 
 ERRORS = {
@@ -57,28 +58,10 @@ PREDICTION_ERRORS = {
 }
 
 
-class JpegRenderer(BaseRenderer):
-    """Lets clients ask for the picture by its media type; the view returns the bytes itself."""
-
-    media_type = "image/jpeg"
-    format = "jpg"
-    charset = None
-    render_style = "binary"
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        return data
-
-
-class ClassificationListCreate(TimedView):
+class ClassificationListCreate(UploadListCreate):
     """POST an image to classify it (open to anyone, throttled); GET your past classifications (signed in)."""
 
-    permission_classes = [CreateOpenListSignedIn]
-    parser_classes = [MultiPartParser]
-    pagination_class = Pagination  # the schema shows the GET as a page (limit, offset, count, results)
     prediction_kind = "classification"
-
-    def get_throttles(self):
-        return [PredictionThrottle()] if self.request.method == "POST" else []
 
     @extend_schema(
         operation_id="classifications_create",
@@ -103,12 +86,7 @@ class ClassificationListCreate(TimedView):
         description="Your classifications, newest first (staff see everyone's). Needs a signed-in user.",
     )
     def get(self, request):
-        queryset = Classification.objects.select_related("model_version__model")
-        if not request.user.is_staff:
-            queryset = queryset.filter(user=request.user)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset.order_by("-created_at"), request, view=self)
-        return paginator.get_paginated_response(ClassificationSerializer(page, many=True).data)
+        return self.own_page(Classification.objects.select_related("model_version__model"), ClassificationSerializer)
 
 
 def _classify_from(
@@ -153,17 +131,8 @@ class ClassificationDetail(APIView):
         return Response(ClassificationSerializer(classification, context={"with_feedback": True}).data)
 
 
-class ClassificationThumbnail(APIView):
+class ClassificationThumbnail(PictureView):
     """The thumbnail on success, a JSON error body otherwise."""
-
-    permission_classes = [AllowAny]
-    renderer_classes = [JSONRenderer, JpegRenderer]
-    throttle_classes = [ReadBackThrottle]
-
-    def handle_exception(self, exc):
-        self.request.accepted_renderer = JSONRenderer()
-        self.request.accepted_media_type = JSONRenderer.media_type
-        return super().handle_exception(exc)
 
     @extend_schema(
         responses={
@@ -237,3 +206,89 @@ class CompatPredict(TimedView):
         result = _classify_from(self, CompatClassifyRequestSerializer, "file", source=Source.COMPAT)
         body = CompatClassificationSerializer(result.classification, context={"served_version": result.version}).data
         return _answer(result, body, status.HTTP_200_OK)
+
+
+# -- batches ----------------------------------------------------------------------------------------
+class ClassificationBatchListCreate(UploadListCreate):
+    """POST a zip of images or several files to classify them in the background; GET your batches (signed in)."""
+
+    prediction_kind = "classification"
+
+    @extend_schema(
+        operation_id="classification_batches_create",
+        request={"multipart/form-data": ClassificationBatchRequestSerializer},
+        responses={
+            202: ClassificationBatchSerializer,
+            **PREDICTION_ERRORS,
+            503: OpenApiResponse(
+                ErrorResponseSerializer, description="No version in production, or the task queue does not answer."
+            ),
+        },
+        description=f"At most {serving_batches.MAX_BATCH_IMAGES} images. Poll the batch for progress, then download "
+        "its results as JSON or CSV.",
+    )
+    def post(self, request):
+        serializer = ClassificationBatchRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        self.prediction_model = data.get("model") or settings.DEFAULT_CLASSIFICATION_MODEL
+        batch = batches.create_batch(
+            data["files"],
+            model_name=self.prediction_model,
+            top_k=data.get("top_k"),
+            requester=Requester.from_request(request),
+        )
+        return Response(ClassificationBatchSerializer(batch).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        operation_id="classification_batches_list", responses={200: ClassificationBatchSerializer(many=True)}
+    )
+    def get(self, request):
+        return self.own_page(ClassificationBatch.objects.all(), ClassificationBatchSerializer)
+
+
+class ClassificationBatchDetail(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: ClassificationBatchSerializer, 404: ERRORS[404]})
+    def get(self, request, pk):
+        return Response(ClassificationBatchSerializer(get_object_or_404(ClassificationBatch, pk=pk)).data)
+
+
+class ClassificationBatchResultsJson(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "ClassificationBatchResults",
+                {
+                    "batch": ClassificationBatchSerializer(),
+                    "results": serializers.ListField(child=serializers.DictField()),
+                },
+            ),
+            404: ERRORS[404],
+        },
+        description="One entry per image in upload order: status done (with its prediction, confidence and "
+        "classes), failed (with the error) or pending.",
+    )
+    def get(self, request, pk):
+        batch = get_object_or_404(ClassificationBatch, pk=pk)
+        body = {"batch": ClassificationBatchSerializer(batch).data, "results": batches.batch_results(batch)}
+        response = Response(body)
+        response["Content-Disposition"] = f'attachment; filename="classification-batch-{batch.pk}.json"'
+        return response
+
+
+class ClassificationBatchResultsCsv(PictureView):
+    renderer_classes = [JSONRenderer, CsvRenderer]
+
+    @extend_schema(
+        responses={(200, "text/csv"): OpenApiTypes.STR, 404: ERRORS[404]},
+        description="One row per image and listed class, best first (images with an error get one row).",
+    )
+    def get(self, request, pk):
+        batch = get_object_or_404(ClassificationBatch, pk=pk)
+        response = HttpResponse(batches.batch_results_csv(batch), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="classification-batch-{batch.pk}.csv"'
+        return response

@@ -15,8 +15,18 @@ from django.db.models import Q
 from django.utils import timezone
 
 from backend.registry.models import ModelVersion
+from backend.serving.models import PredictionBatch
 from backend.serving.reviewers import is_trusted_reviewer, trusted_reviewers
 from backend.serving.sources import Source
+
+
+class ClassificationBatch(PredictionBatch):
+    """A batch of images for a classifier, each answered with its `top_k` best classes."""
+
+    top_k = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: at most 5, as single uploads.")
+
+    class Meta(PredictionBatch.Meta):
+        verbose_name_plural = "classification batches"
 
 
 class Classification(models.Model):
@@ -26,6 +36,9 @@ class Classification(models.Model):
     # PROTECT: a version with predictions is evidence and cannot disappear under them.
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="classifications")
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    batch = models.ForeignKey(
+        ClassificationBatch, null=True, blank=True, on_delete=models.CASCADE, related_name="classifications"
+    )
     filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name.")
     # The upload as sent (exact evidence) and a small JPEG of the decoded image, made when first asked for.
     image = models.FileField(max_length=255, blank=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from backend.classification.models import Classification, ClassificationFeedback
+from backend.classification.models import Classification, ClassificationBatch, ClassificationFeedback
 from backend.core.fields import CharField
 from backend.serving.serializers import ImageSizeSerializer, ModelRefSerializer
 
@@ -38,6 +38,14 @@ class ClassificationRequestSerializer(ClassificationParamsSerializer):
 
 class CompatClassifyRequestSerializer(ClassificationParamsSerializer):
     file = serializers.FileField(help_text="The image, as clients of the previous system send it.")
+
+
+class ClassificationBatchRequestSerializer(ClassificationParamsSerializer):
+    files = serializers.ListField(
+        child=serializers.FileField(),
+        allow_empty=False,
+        help_text="A zip of images, or several image files (repeat the field).",
+    )
 
 
 class ClassificationFeedbackRequestSerializer(serializers.Serializer):
@@ -128,3 +136,34 @@ class CompatClassificationSerializer(ClassificationSerializer):
     def to_representation(self, classification: Classification) -> dict:
         best = {"prediction": classification.class_name, "confidence": classification.confidence}
         return {**best, **super().to_representation(classification)}
+
+
+class ClassificationBatchSerializer(serializers.ModelSerializer):
+    progress = serializers.FloatField(help_text="processed / total, 0-1.")
+    model = serializers.CharField(source="model_name")
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ClassificationBatch
+        fields = [
+            "id",
+            "status",
+            "progress",
+            "total",
+            "processed",
+            "failed",
+            "model",
+            "top_k",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "links",
+        ]
+
+    def get_links(self, batch: ClassificationBatch) -> dict[str, str]:
+        return {
+            "self": reverse("api-classification-batch-detail", args=[batch.pk]),
+            "results_json": reverse("api-classification-batch-results-json", args=[batch.pk]),
+            "results_csv": reverse("api-classification-batch-results-csv", args=[batch.pk]),
+        }

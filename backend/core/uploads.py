@@ -15,7 +15,7 @@ from django.http import JsonResponse
 from backend.core.errors import error_body
 
 FORM_ROOM = 1024 * 1024  # multipart boundaries, headers and the other fields around a file
-BATCH_PATHS = ("/api/v1/batches/",)
+BATCH_PATHS = ("/api/v1/batches/", "/api/v1/classifications/batches/")
 
 
 def body_cap(path: str) -> int:

@@ -5,16 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from backend.detection.models import Batch, Detection, Feedback
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Prediction logs are evidence: viewable and deletable, never edited by hand."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+from backend.serving.admin import BatchAdmin, ReadOnlyAdmin
 
 
 class FeedbackInline(admin.TabularInline):
@@ -111,27 +102,5 @@ class FeedbackAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Batch)
-class BatchAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "id", "model_name", "status", "processed", "total", "failed", "user"]
-    list_filter = ["status", "model_name"]
-    search_fields = ["id", "user__username"]
-    readonly_fields = [
-        "id",
-        "model_name",
-        "status",
-        "total",
-        "processed",
-        "failed",
-        "conf",
-        "iou",
-        "max_det",
-        "errors",
-        "error",
-        "task_id",
-        "user",
-        "session_key",
-        "created_at",
-        "started_at",
-        "finished_at",
-    ]
-    exclude = ["inputs", "input_dir"]
+class DetectionBatchAdmin(BatchAdmin):
+    params = ["conf", "iou", "max_det"]

@@ -16,11 +16,10 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend.core.pagination import Pagination
 from backend.core.responses import after_response
 from backend.core.serializers import ErrorResponseSerializer
 from backend.detection.models import Batch, Detection, Source
@@ -34,10 +33,10 @@ from backend.detection.serializers import (
     FeedbackSerializer,
 )
 from backend.detection.services import batches, detect, feedback, pictures
-from backend.serving.api import TimedView
-from backend.serving.permissions import CreateOpenListSignedIn
+from backend.serving import batches as serving_batches
+from backend.serving.api import CsvRenderer, PictureView, TimedView, UploadListCreate
 from backend.serving.services import Requester
-from backend.serving.throttling import PredictionThrottle, ReadBackThrottle
+from backend.serving.throttling import PredictionThrottle
 from backend.serving.uploads import check_upload_size
 
 ERRORS = {
@@ -55,31 +54,6 @@ MIN_CONFIDENCE = OpenApiParameter(
     {"type": "number", "minimum": 0, "maximum": 1},
     description="Draw only boxes at or above this confidence (default 0).",
 )
-
-
-class ImageRenderer(BaseRenderer):
-    """Lets clients ask for the picture by its media type; the views return the bytes themselves."""
-
-    media_type = "image/*"
-    format = "image"
-    charset = None
-    render_style = "binary"
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        return data
-
-
-class PictureView(APIView):
-    """Image endpoints: the picture on success, a JSON error body otherwise."""
-
-    permission_classes = [AllowAny]
-    renderer_classes = [JSONRenderer, ImageRenderer]
-    throttle_classes = [ReadBackThrottle]
-
-    def handle_exception(self, exc):
-        self.request.accepted_renderer = JSONRenderer()
-        self.request.accepted_media_type = JSONRenderer.media_type
-        return super().handle_exception(exc)
 
 
 def _min_confidence(request) -> float:
@@ -123,28 +97,10 @@ def _answer(result: detect.DetectionResult, status_code: int) -> Response:
     return after_response(response, result.finish, what=f"detection features {result.detection.pk}")
 
 
-class UploadListCreate(TimedView):
-    """POST uploads images (open to anyone, throttled); GET lists the caller's own (staff: everyone's)."""
-
-    permission_classes = [CreateOpenListSignedIn]
-    parser_classes = [MultiPartParser]
-    pagination_class = Pagination  # the schema shows the GET as a page (limit, offset, count, results)
-    prediction_kind = "detection"
-
-    def get_throttles(self):
-        return [PredictionThrottle()] if self.request.method == "POST" else []
-
-    def own_page(self, queryset, serializer_class) -> Response:
-        """One page of `queryset`, newest first, restricted to the caller's rows unless staff."""
-        if not self.request.user.is_staff:
-            queryset = queryset.filter(user=self.request.user)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset.order_by("-created_at"), self.request, view=self)
-        return paginator.get_paginated_response(serializer_class(page, many=True).data)
-
-
 class DetectionListCreate(UploadListCreate):
     """POST an image to detect objects in it (open to anyone); GET your past detections (signed in)."""
+
+    prediction_kind = "detection"
 
     @extend_schema(
         operation_id="detections_create",
@@ -259,6 +215,8 @@ class DetectionFeedback(APIView):
 class BatchListCreate(UploadListCreate):
     """POST a zip of images or several files to detect them in the background; GET your batches (signed in)."""
 
+    prediction_kind = "detection"
+
     @extend_schema(
         operation_id="batches_create",
         request={"multipart/form-data": BatchRequestSerializer},
@@ -269,7 +227,7 @@ class BatchListCreate(UploadListCreate):
                 ErrorResponseSerializer, description="No version in production, or the task queue does not answer."
             ),
         },
-        description=f"At most {batches.MAX_BATCH_IMAGES} images. Poll the batch for progress, then download "
+        description=f"At most {serving_batches.MAX_BATCH_IMAGES} images. Poll the batch for progress, then download "
         "its results as JSON or CSV.",
     )
     def post(self, request):
@@ -317,13 +275,6 @@ class BatchResultsJson(APIView):
         response = Response({"batch": BatchSerializer(batch).data, "results": batches.batch_results(batch)})
         response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.json"'
         return response
-
-
-class CsvRenderer(ImageRenderer):
-    media_type = "text/csv"
-    format = "csv"
-    charset = "utf-8"
-    render_style = "text"
 
 
 class BatchResultsCsv(PictureView):

@@ -16,55 +16,20 @@ from django.db.models import Q
 from django.utils import timezone
 
 from backend.registry.models import ModelVersion
+from backend.serving.models import PredictionBatch
 from backend.serving.reviewers import is_trusted_reviewer, trusted_reviewers
 from backend.serving.sources import Source
 
 
-class Batch(models.Model):
-    """Many images (a zip or several files) run by a Celery task, with progress and downloadable results."""
+class Batch(PredictionBatch):
+    """A batch of images for a detector, with the thresholds every image is detected at."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    model_name = models.CharField(max_length=100, help_text="Registered model whose production version runs it.")
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
-    total = models.PositiveIntegerField(default=0)
-    processed = models.PositiveIntegerField(default=0, help_text="Images done, with or without an error.")
-    failed = models.PositiveIntegerField(default=0)
     conf = models.FloatField()
     iou = models.FloatField()
     max_det = models.PositiveIntegerField()
-    # Media-relative folder holding the inputs until the task has run them.
-    input_dir = models.CharField(max_length=255, blank=True)
-    # Inputs in processing order: [{"filename", "path"}]; per-image failures: [{"filename", "code", "message"}].
-    inputs = models.JSONField(default=list, blank=True)
-    errors = models.JSONField(default=list, blank=True)
-    error = models.TextField(blank=True, help_text="Why the whole batch failed.")
-    task_id = models.CharField(max_length=255, blank=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    session_key = models.CharField(max_length=40, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(PredictionBatch.Meta):
         verbose_name_plural = "batches"
-
-    def __str__(self) -> str:
-        return f"batch {self.id} ({self.status}, {self.processed}/{self.total})"
-
-    @property
-    def progress(self) -> float:
-        return round(self.processed / self.total, 4) if self.total else 0.0
-
-    @property
-    def finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
 
 
 class Detection(models.Model):

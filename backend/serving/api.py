@@ -1,16 +1,22 @@
-"""What every prediction endpoint shares (the request's start time), and model info for API clients."""
+"""What every prediction endpoint shares (the request's start time, upload lists, picture and CSV
+answers), and model info for API clients."""
 
 import time
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.core.pagination import Pagination
 from backend.core.serializers import ErrorResponseSerializer
+from backend.serving.permissions import CreateOpenListSignedIn
 from backend.serving.serializers import ModelInfoSerializer
 from backend.serving.services import model_info
+from backend.serving.throttling import PredictionThrottle, ReadBackThrottle
 
 
 class TimedView(APIView):
@@ -24,6 +30,62 @@ class TimedView(APIView):
     def initial(self, request, *args, **kwargs):
         self.started = time.perf_counter()
         super().initial(request, *args, **kwargs)
+
+
+class UploadListCreate(TimedView):
+    """POST uploads images (open to anyone, throttled); GET lists the caller's own (staff: everyone's)."""
+
+    permission_classes = [CreateOpenListSignedIn]
+    parser_classes = [MultiPartParser]
+    pagination_class = Pagination  # the schema shows the GET as a page (limit, offset, count, results)
+
+    def get_throttles(self):
+        return [PredictionThrottle()] if self.request.method == "POST" else []
+
+    def own_page(self, queryset, serializer_class) -> Response:
+        """One page of `queryset`, newest first, restricted to the caller's rows unless staff."""
+        if not self.request.user.is_staff:
+            queryset = queryset.filter(user=self.request.user)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset.order_by("-created_at"), self.request, view=self)
+        return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+class ImageRenderer(BaseRenderer):
+    """Lets clients ask for the picture by its media type; the views return the bytes themselves."""
+
+    media_type = "image/*"
+    format = "image"
+    charset = None
+    render_style = "binary"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data
+
+
+class PictureView(APIView):
+    """Image endpoints: the picture on success, a JSON error body otherwise."""
+
+    permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer, ImageRenderer]
+    throttle_classes = [ReadBackThrottle]
+
+    def handle_exception(self, exc):
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
+
+class CsvRenderer(BaseRenderer):
+    """Lets clients ask for results by their media type; the views return the text themselves."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+    render_style = "text"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data
 
 
 class ModelInfo(APIView):

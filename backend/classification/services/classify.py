@@ -52,6 +52,7 @@ def classify_image(
     source: str = Source.API,
     started: float | None = None,
     defer_features: bool = False,
+    batch=None,
 ) -> ClassificationOutcome:
     """Classify uploaded image bytes with the production classifier and log the prediction.
 
@@ -74,6 +75,7 @@ def classify_image(
     classification = Classification(
         model_version_id=served.version.id,
         source=source,
+        batch=batch,
         filename=(filename or "")[:255],
         width=result.width,
         height=result.height,

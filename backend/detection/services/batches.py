@@ -1,195 +1,43 @@
-"""Batches: many images (a zip, or several files) detected by a Celery task, with progress and results.
-
-The upload is unpacked and checked in the request (count and size caps, images only), the inputs
-are stored under MEDIA_ROOT/batches/<id>/ and the task runs them one by one through the same
-`detect_image` as single uploads. The task resumes where it stopped if the broker delivers it
-again (inputs already done are skipped), and deletes the inputs when it finishes.
-"""
+"""Batches of detections: the detection kind of backend.serving.batches, and the batch's results as
+JSON and CSV (one row per box)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import logging
-import struct
-import zipfile
-import zlib
-from collections.abc import Iterator
-from datetime import timedelta
-from pathlib import PurePosixPath
 
-from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-from django.utils import timezone
-
-from backend.core.queue import QueueUnavailable, send_task
-from backend.core.services import record_prediction_error
 from backend.detection.models import Batch, Detection, Source
 from backend.detection.services.detect import DetectionParams, detect_image
-from backend.registry.models import RegisteredModel
+from backend.serving.batches import BatchKind, csv_safe
 from backend.serving.services import Requester
-from mlops.exceptions import InputTooLarge, InvalidInput, MlopsError, ModelUnavailable
-from mlops.inference.images import image_format
-
-logger = logging.getLogger(__name__)
-
-MAX_BATCH_IMAGES = 500
-MAX_BATCH_BYTES = 512 * 1024 * 1024  # uncompressed, all images together
-MAX_ZIP_ENTRIES = 2000  # every entry, images or not, read from the zip's last record before parsing it
-MAX_COMPRESSION_RATIO = 100  # JPEG and PNG barely shrink; an entry that inflates more is a bomb
-MAX_NAME = 255
-ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 
-def _is_image_name(name: str) -> bool:
-    path = PurePosixPath(name)
-    hidden = any(part.startswith(".") or part == "__MACOSX" for part in path.parts)
-    return not hidden and path.suffix.lower() in IMAGE_SUFFIXES
+class DetectionBatches(BatchKind):
+    kind = "detection"
+    noun = "a detector"
+    batch_model = Batch
+    task = "detection.run_batch"
 
-
-def _fitting(name: str) -> str:
-    """A name that fits the rows (255 characters), its end and suffix kept."""
-    if len(name) <= MAX_NAME:
-        return name
-    path = PurePosixPath(name)
-    return f"{path.stem[: MAX_NAME - len(path.suffix) - 1]}~{path.suffix}"
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, number = _fitting(name), 2
-    while candidate in taken:
-        path = PurePosixPath(_fitting(name))
-        candidate = str(path.with_name(f"{path.stem} ({number}){path.suffix}"))
-        number += 1
-    taken.add(candidate)
-    return candidate
-
-
-def _too_large(message: str) -> InputTooLarge:
-    return InputTooLarge(message, code="batch_too_large", details={"field": "files"})
-
-
-def _bad_archive(name: str, problem: str) -> InvalidInput:
-    return InvalidInput(f"{name}: {problem}", code="invalid_archive", details={"field": "files", "problem": problem})
-
-
-def zip_entry_count(upload) -> int | None:
-    """The entry count from a zip's end-of-central-directory record, read before anything else of it
-    (None: no such record). A ZIP64 archive's 0xFFFF marker counts as too many."""
-    upload.seek(0, 2)
-    size = upload.tell()
-    upload.seek(max(0, size - 65557))  # the record (22 bytes) plus the longest comment
-    tail = upload.read()
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < 22:
-        return None
-    (entries,) = struct.unpack("<H", tail[at + 10 : at + 12])
-    return entries
-
-
-class _Limits:
-    """The caps of one batch, counted as its images are read: count, total bytes, bytes per image."""
-
-    def __init__(self):
-        self.count = 0
-        self.total = 0
-        self.per_image = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-
-    def take(self, name: str, size: int) -> None:
-        self.count += 1
-        if self.count > MAX_BATCH_IMAGES:
-            raise _too_large(f"A batch holds at most {MAX_BATCH_IMAGES} images.")
-        if size > self.per_image:
-            raise _too_large(f"{name} is {size} bytes; an image may be at most {self.per_image} bytes.")
-        self.total += size
-        if self.total > MAX_BATCH_BYTES:
-            raise _too_large(f"A batch holds at most {MAX_BATCH_BYTES} bytes of images.")
-
-
-def _images(uploads) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of every image in the uploads, one at a time (zips unpacked entry by entry), within
-    the caps: memory holds one image, never the batch."""
-    limits = _Limits()
-    for upload in uploads:
-        name = upload.name or "upload"
-        upload.seek(0)
-        if name.lower().endswith(".zip") or zipfile.is_zipfile(upload):
-            yield from _zip_images(upload, name, limits)
-            continue
-        upload.seek(0)
-        limits.take(name, upload.size or 0)
-        data = upload.read(limits.per_image + 1)
-        try:
-            image_format(data)
-        except InvalidInput as exc:
-            raise InvalidInput(
-                f"{name} is not an image we take ({exc.message})", code="invalid_image", details={"field": "files"}
-            ) from exc
-        yield PurePosixPath(name).name, data
-
-
-def _zip_images(upload, name: str, limits: _Limits) -> Iterator[tuple[str, bytes]]:
-    entries = zip_entry_count(upload)
-    if entries is not None and entries > MAX_ZIP_ENTRIES:
-        raise _too_large(f"{name} has {entries} entries; a batch zip may have at most {MAX_ZIP_ENTRIES}.")
-    upload.seek(0)
-    try:
-        archive = zipfile.ZipFile(upload)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError) as exc:
-        raise InvalidInput(f"{name} is not a readable zip file.", code="invalid_archive") from exc
-    with archive:
-        members = [m for m in archive.infolist() if not m.is_dir() and _is_image_name(m.filename)]
-        # Declared sizes and ratios first: a zip bomb is refused before anything is inflated.
-        if sum(member.file_size for member in members) > MAX_BATCH_BYTES:
-            raise _too_large(f"{name} unpacks to more than {MAX_BATCH_BYTES} bytes of images.")
-        for member in members:
-            _check_member(name, member)
-        for member in members:
-            limits.take(member.filename, member.file_size)
-            yield member.filename, _read_member(archive, member, name, limits.per_image)
-
-
-def _check_member(name: str, member: zipfile.ZipInfo) -> None:
-    entry = f"{name}/{member.filename}"
-    if member.flag_bits & 0x1:
-        raise _bad_archive(entry, "the entry is encrypted")
-    if member.compress_type not in ZIP_METHODS:
-        raise _bad_archive(entry, f"compression method {member.compress_type} is not supported")
-    if member.compress_size and member.file_size / member.compress_size > MAX_COMPRESSION_RATIO:
-        raise _too_large(
-            f"{entry} inflates {member.file_size // member.compress_size}-fold; images do not compress beyond "
-            f"{MAX_COMPRESSION_RATIO}x (a zip bomb?)."
+    def predict(self, batch: Batch, data: bytes, filename: str, requester: Requester) -> None:
+        detect_image(
+            data,
+            filename=filename,
+            model_name=batch.model_name,
+            params=DetectionParams(conf=batch.conf, iou=batch.iou, max_det=batch.max_det),
+            requester=requester,
+            source=Source.BATCH,
+            batch=batch,
         )
 
-
-def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str, cap: int) -> bytes:
-    """The entry's bytes, read at most to the cap (a declared size may lie) and CRC-checked."""
-    entry = f"{name}/{member.filename}"
-    try:
-        with archive.open(member) as stream:
-            data = stream.read(cap + 1)
-            if len(data) > cap or len(data) > member.file_size:
-                raise _too_large(f"{entry} holds more than it declares or than an image may be ({cap} bytes).")
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
-        raise _bad_archive(entry, f"the entry cannot be read ({exc})") from exc
-    return data
+    def done(self, batch: Batch) -> set[str]:
+        return set(batch.detections.values_list("filename", flat=True))
 
 
-def _stored_suffix(data: bytes) -> str:
-    """Our suffix for a stored input, from what its bytes are, never from the client's name."""
-    try:
-        return f".{image_format(data).lower()}"
-    except InvalidInput:
-        return ".bin"  # not an image: its detection fails with the reason when the batch runs
+BATCHES = DetectionBatches()
 
 
 def create_batch(uploads, *, model_name: str, params: DetectionParams, requester: Requester) -> Batch:
     """Store the batch's images and its row, then enqueue its task; a refused upload leaves nothing behind."""
-    model = RegisteredModel.objects.named(model_name)
-    if model.kind != RegisteredModel.Kind.DETECTION:
-        raise InvalidInput(f"{model_name!r} is a {model.kind} model, not a detector.", code="wrong_model_kind")
     batch = Batch(
         model_name=model_name,
         conf=params.conf,
@@ -198,147 +46,16 @@ def create_batch(uploads, *, model_name: str, params: DetectionParams, requester
         user=requester.user,
         session_key=requester.session_key,
     )
-    batch.input_dir = f"batches/{batch.id.hex}"
-    taken: set[str] = set()
-    written: list[str] = []
-    try:
-        for index, (name, data) in enumerate(_images(uploads)):
-            filename = _unique(name, taken)
-            path = default_storage.save(f"{batch.input_dir}/{index:05d}{_stored_suffix(data)}", ContentFile(data))
-            written.append(path)
-            batch.inputs.append({"filename": filename, "path": path})
-        if not batch.inputs:
-            raise InvalidInput(
-                "The upload holds no images (accepted: a zip of images, or image files).",
-                code="no_images",
-                details={"field": "files", "accepted": sorted(IMAGE_SUFFIXES)},
-            )
-        batch.total = len(batch.inputs)
-        batch.save(force_insert=True)
-    except BaseException:
-        for path in written:
-            default_storage.delete(path)
-        raise
-    try:
-        result = send_task("detection.run_batch", kwargs={"batch_id": str(batch.id)})
-    except Exception as exc:
-        logger.exception("detection.batch_not_queued batch=%s", batch.pk)
-        Batch.objects.filter(pk=batch.pk).update(
-            status=Batch.Status.FAILED, error=f"could not be queued: {exc}", finished_at=timezone.now()
-        )
-        _delete_inputs(batch)
-        raise QueueUnavailable("The task queue does not answer; try again later.") from exc
-    Batch.objects.filter(pk=batch.pk).update(task_id=result.id or "")
-    batch.task_id = result.id or ""
-    logger.info("detection.batch_created batch=%s images=%d model=%s", batch.pk, batch.total, model_name)
-    return batch
+    return BATCHES.create(uploads, batch)
 
 
 def run_batch(batch_id: str) -> Batch:
     """Detect every input of the batch not done yet; the batch ends succeeded (per-image errors kept) or failed."""
-    claimed = Batch.objects.filter(pk=batch_id, status__in=[Batch.Status.PENDING, Batch.Status.RUNNING]).update(
-        status=Batch.Status.RUNNING, started_at=timezone.now()
-    )
-    batch = Batch.objects.get(pk=batch_id)
-    if not claimed:
-        logger.info("detection.batch_skipped batch=%s status=%s", batch_id, batch.status)
-        return batch
-    requester = Requester(user=batch.user, session_key=batch.session_key)
-    done = set(batch.detections.values_list("filename", flat=True)) | {e["filename"] for e in batch.errors}
-    errors = list(batch.errors)
-    processed = len(done)
-    try:
-        for item in batch.inputs:
-            if item["filename"] in done:
-                continue
-            failed = _run_one(batch, item, requester)
-            if failed is not None:
-                errors.append(failed)
-            processed += 1
-            Batch.objects.filter(pk=batch.pk).update(processed=processed, failed=len(errors), errors=errors)
-    except ModelUnavailable as exc:
-        record_prediction_error(batch.model_name, "detection", exc.code)
-        _fail(batch, f"{exc.code}: {exc.message}")
-    except Exception as exc:
-        # Whatever else stops the batch ends it, with the reason, rather than leaving it running.
-        logger.exception("detection.batch_crashed batch=%s", batch.pk)
-        _fail(batch, f"internal_error: {type(exc).__name__}: {exc}"[:2000])
-    else:
-        Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.SUCCEEDED, finished_at=timezone.now())
-        logger.info("detection.batch_done batch=%s images=%d failed=%d", batch.pk, batch.total, len(errors))
-    _delete_inputs(batch)
-    batch.refresh_from_db()
-    return batch
-
-
-def _fail(batch: Batch, reason: str) -> None:
-    Batch.objects.filter(pk=batch.pk).exclude(status=Batch.Status.SUCCEEDED).update(
-        status=Batch.Status.FAILED, error=reason, finished_at=timezone.now()
-    )
-    logger.warning("detection.batch_failed batch=%s error=%s", batch.pk, reason)
-
-
-# A pending batch whose message never reached a worker is sent again after this long, and failed
-# after STALE_PENDING x 8; a running one whose worker vanished (the broker redelivers it after its
-# visibility timeout) is failed after STALE_RUNNING.
-STALE_PENDING = timedelta(minutes=15)
-STALE_RUNNING = timedelta(hours=6)
+    return BATCHES.run(batch_id)
 
 
 def reap_stale_batches(*, now=None) -> dict[str, int]:
-    """The batch reaper (beat): re-send lost pending batches, fail the ones nothing will finish."""
-    now = now or timezone.now()
-    outcome = {"resent": 0, "failed": 0}
-    pending = Batch.objects.filter(status=Batch.Status.PENDING, created_at__lt=now - STALE_PENDING)
-    for batch in pending:
-        if batch.created_at < now - STALE_PENDING * 8:
-            _fail(batch, "lost: no worker took it")
-            _delete_inputs(batch)
-            outcome["failed"] += 1
-            continue
-        try:
-            send_task("detection.run_batch", kwargs={"batch_id": str(batch.pk)})
-            outcome["resent"] += 1
-        except Exception:  # the broker is still down: the next run tries again
-            logger.warning("detection.batch_resend_failed batch=%s", batch.pk, exc_info=True)
-    for batch in Batch.objects.filter(status=Batch.Status.RUNNING, started_at__lt=now - STALE_RUNNING):
-        _fail(batch, f"stalled: running for more than {STALE_RUNNING} without finishing")
-        _delete_inputs(batch)
-        outcome["failed"] += 1
-    if any(outcome.values()):
-        logger.info("detection.batches_reaped %s", outcome)
-    return outcome
-
-
-def _run_one(batch: Batch, item: dict, requester: Requester) -> dict | None:
-    try:
-        with default_storage.open(item["path"], "rb") as handle:
-            data = handle.read()
-        detect_image(
-            data,
-            filename=item["filename"],
-            model_name=batch.model_name,
-            params=DetectionParams(conf=batch.conf, iou=batch.iou, max_det=batch.max_det),
-            requester=requester,
-            source=Source.BATCH,
-            batch=batch,
-        )
-    except ModelUnavailable:
-        raise
-    except MlopsError as exc:
-        failed = {"filename": item["filename"], "code": exc.code, "message": exc.message}
-    except FileNotFoundError:
-        failed = {"filename": item["filename"], "code": "input_missing", "message": "The stored input is gone."}
-    else:
-        return None
-    record_prediction_error(batch.model_name, "detection", failed["code"])
-    return failed
-
-
-def _delete_inputs(batch: Batch) -> None:
-    for item in batch.inputs:
-        if item.get("path"):
-            default_storage.delete(item["path"])
+    return BATCHES.reap(now=now)
 
 
 # -- results ----------------------------------------------------------------------------------------
@@ -400,9 +117,9 @@ def batch_results_csv(batch: Batch) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     for result in batch_results(batch):
-        row = {"filename": _csv_safe(result["filename"]), "status": result["status"]}
+        row = {"filename": csv_safe(result["filename"]), "status": result["status"]}
         if result["status"] == "failed":
-            writer.writerow({**row, "error": _csv_safe(f"{result['error']['code']}: {result['error']['message']}")})
+            writer.writerow({**row, "error": csv_safe(f"{result['error']['code']}: {result['error']['message']}")})
             continue
         if result["status"] != "done":
             writer.writerow(row)
@@ -433,8 +150,3 @@ def batch_results_csv(batch: Batch) -> str:
                 }
             )
     return buffer.getvalue()
-
-
-def _csv_safe(text: str) -> str:
-    """Spreadsheets run cells starting with = + - @ as formulas: quote them."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text

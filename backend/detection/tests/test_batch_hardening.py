@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 
 from backend.detection.models import Batch
 from backend.detection.services import batches
+from backend.serving import batches as serving_batches
 from tests.support import image_bytes, synthetic_photo
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -95,8 +96,8 @@ def test_an_entry_larger_than_it_declares_is_cut_off(serve_detector, settings):
 
 def test_too_many_entries_are_refused_from_the_last_record(serve_detector):
     serve_detector(0)
-    crowded = archive({f"e{index}.txt": b"" for index in range(batches.MAX_ZIP_ENTRIES + 1)})
-    assert batches.zip_entry_count(io.BytesIO(crowded)) == batches.MAX_ZIP_ENTRIES + 1
+    crowded = archive({f"e{index}.txt": b"" for index in range(serving_batches.MAX_ZIP_ENTRIES + 1)})
+    assert serving_batches.zip_entry_count(io.BytesIO(crowded)) == serving_batches.MAX_ZIP_ENTRIES + 1
     body = refused(post({"crowded.zip": crowded}), 413, "batch_too_large")
     assert "entries" in body["message"]
 
