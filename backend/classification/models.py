@@ -7,17 +7,14 @@ returned only to the caller who made it; lists need a login.
 
 from __future__ import annotations
 
-import uuid
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from backend.registry.models import ModelVersion
-from backend.serving.models import PredictionBatch
+from backend.serving.models import ImagePrediction, PredictionBatch
 from backend.serving.reviewers import is_trusted_reviewer, trusted_reviewers
-from backend.serving.sources import Source
 
 
 class ClassificationBatch(PredictionBatch):
@@ -29,23 +26,13 @@ class ClassificationBatch(PredictionBatch):
         verbose_name_plural = "classification batches"
 
 
-class Classification(models.Model):
+class Classification(ImagePrediction):
     """One image run through a classifier: what answered, how fast, its best classes, and the image itself."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # PROTECT: a version with predictions is evidence and cannot disappear under them.
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="classifications")
-    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
     batch = models.ForeignKey(
         ClassificationBatch, null=True, blank=True, on_delete=models.CASCADE, related_name="classifications"
     )
-    filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name.")
-    # The upload as sent (exact evidence) and a small JPEG of the decoded image, made when first asked for.
-    image = models.FileField(max_length=255, blank=True)
-    thumbnail = models.FileField(max_length=255, blank=True)
-    image_deleted_at = models.DateTimeField(null=True, blank=True)
-    width = models.PositiveIntegerField(help_text="After EXIF orientation.")
-    height = models.PositiveIntegerField()
     # The top_k best: [{"class_id", "class_name", "probability"}], best first.
     classes = models.JSONField(default=list)
     # The whole probability vector, in the version's class order (sums to 1).
@@ -53,16 +40,8 @@ class Classification(models.Model):
     class_name = models.CharField(max_length=100, help_text="The best class.")
     confidence = models.FloatField(help_text="The best class's probability.")
     top_k = models.PositiveIntegerField()
-    # mlops.inference.features.image_features: width, height, brightness, contrast, sharpness, colourfulness.
-    features = models.JSONField(default=dict)
-    latency_ms = models.FloatField(help_text="Server time from the request to the answer.")
-    inference_ms = models.FloatField(help_text="Time spent in the model (pre- and post-processing included).")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    session_key = models.CharField(max_length=40, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(ImagePrediction.Meta):
         indexes = [
             # Retention: "images older than N days not yet deleted"; monitoring windows by time.
             models.Index(fields=["created_at"], name="classif_created_idx"),
@@ -79,13 +58,6 @@ class Classification(models.Model):
 
     def __str__(self) -> str:
         return f"classification {self.id} ({self.class_name} {self.confidence:.2f})"
-
-    @property
-    def has_image(self) -> bool:
-        return bool(self.image) and self.image_deleted_at is None
-
-    def class_names(self) -> list[str]:
-        return list((self.model_version.metadata or {}).get("class_names", []))
 
 
 class FeedbackQuerySet(models.QuerySet):

@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from backend.core.responses import after_response
 from backend.core.serializers import ErrorResponseSerializer
-from backend.detection.models import Batch, Detection, Source
+from backend.detection.models import Batch, Detection
 from backend.detection.serializers import (
     BatchRequestSerializer,
     BatchSerializer,
@@ -36,6 +36,7 @@ from backend.detection.services import batches, detect, feedback, pictures
 from backend.serving import batches as serving_batches
 from backend.serving.api import CsvRenderer, PictureView, TimedView, UploadListCreate
 from backend.serving.services import Requester
+from backend.serving.sources import Source
 from backend.serving.throttling import PredictionThrottle
 from backend.serving.uploads import check_upload_size
 

@@ -8,17 +8,14 @@ capability (like an unlisted link); lists of detections need a login.
 
 from __future__ import annotations
 
-import uuid
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from backend.registry.models import ModelVersion
-from backend.serving.models import PredictionBatch
+from backend.serving.models import ImagePrediction, PredictionBatch
 from backend.serving.reviewers import is_trusted_reviewer, trusted_reviewers
-from backend.serving.sources import Source
 
 
 class Batch(PredictionBatch):
@@ -32,38 +29,20 @@ class Batch(PredictionBatch):
         verbose_name_plural = "batches"
 
 
-class Detection(models.Model):
+class Detection(ImagePrediction):
     """One image run through a detector: what answered, how fast, what it found, and the image itself."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # PROTECT: a version with predictions is evidence and cannot disappear under them.
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="detections")
-    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
     batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="detections")
-    filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name.")
-    # The upload as sent (exact evidence) and a small JPEG of the decoded image; deleted by retention.
-    image = models.FileField(max_length=255, blank=True)
-    thumbnail = models.FileField(max_length=255, blank=True)
-    image_deleted_at = models.DateTimeField(null=True, blank=True)
-    width = models.PositiveIntegerField(help_text="After EXIF orientation.")
-    height = models.PositiveIntegerField()
     # [{"xyxy", "xyxyn", "class_id", "class_name", "confidence"}], best first.
     boxes = models.JSONField(default=list)
     box_count = models.PositiveIntegerField(default=0)
     max_confidence = models.FloatField(null=True, blank=True)
-    # mlops.inference.features.image_features: width, height, brightness, contrast, sharpness, colourfulness.
-    features = models.JSONField(default=dict)
     conf = models.FloatField()
     iou = models.FloatField()
     max_det = models.PositiveIntegerField()
-    latency_ms = models.FloatField(help_text="Server time from the request to the answer.")
-    inference_ms = models.FloatField(help_text="Time spent in the model (pre- and post-processing included).")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    session_key = models.CharField(max_length=40, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(ImagePrediction.Meta):
         indexes = [
             # Retention: "images older than N days not yet deleted"; monitoring windows by time.
             models.Index(fields=["created_at"], name="detection_created_idx"),
@@ -76,13 +55,6 @@ class Detection(models.Model):
 
     def __str__(self) -> str:
         return f"detection {self.id} ({self.box_count} boxes)"
-
-    @property
-    def has_image(self) -> bool:
-        return bool(self.image) and self.image_deleted_at is None
-
-    def class_names(self) -> list[str]:
-        return list((self.model_version.metadata or {}).get("class_names", []))
 
 
 # Whose verdicts become training labels: backend.serving.reviewers (the rule classification shares);

@@ -6,10 +6,11 @@ from __future__ import annotations
 import csv
 import io
 
-from backend.detection.models import Batch, Detection, Source
+from backend.detection.models import Batch, Detection
 from backend.detection.services.detect import DetectionParams, detect_image
 from backend.serving.batches import BatchKind, csv_safe
 from backend.serving.services import Requester
+from backend.serving.sources import Source
 
 
 class DetectionBatches(BatchKind):

@@ -22,11 +22,12 @@ from django.db import transaction
 from PIL import Image
 
 from backend.core import metrics
-from backend.detection.models import Detection, Source
+from backend.detection.models import Detection
 from backend.serving import uploads
 from backend.serving.loading import ServingVersion
 from backend.serving.services import Requester, inference_slot, served_model
 from backend.serving.signals import prediction_logged
+from backend.serving.sources import Source
 from backend.serving.uploads import check_upload_size, decode_upload, storage_name
 from mlops.inference.features import image_features
 
