@@ -39,8 +39,8 @@ class DriftSettings(models.Model):
     drift_share = models.FloatField(
         null=True,
         blank=True,
-        help_text="Share of drifted columns that flags the model; blank: a quarter for detectors (their twelve "
-        "columns move in groups), half for tabular models.",
+        help_text="Share of drifted columns that flags the model; blank: a quarter for detectors and classifiers "
+        "(their image columns move in groups), half for tabular models.",
     )
     max_rows = models.PositiveIntegerField(default=5000, help_text="Reference and window are sampled down to this.")
     enabled = models.BooleanField(default=True, help_text="Scheduled checks skip a model that is switched off.")
@@ -136,8 +136,8 @@ class PerformanceBucket(models.Model):
     """What one version did in one time bucket, rolled up from the prediction log (dashboards read these).
 
     Latency is server time per request (a tabular call of many records counts once); confidence is
-    the best box's (detection) or the predicted class's (tabular) probability; feedback counts the
-    verdicts given during the bucket on this version's predictions.
+    the best box's (detection) or the predicted class's (tabular, classification) probability;
+    feedback counts the verdicts given during the bucket on this version's predictions.
     """
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="performance")
@@ -217,6 +217,9 @@ class ShadowComparison(models.Model):
     confidence of the `pairs` matched boxes. Tabular: one request's records; `compared` the records,
     `matched` those with the same label, `mean_delta` the change of the probability of production's
     label and `mean_abs_delta` the mean absolute probability difference, over `pairs` (= records).
+    Classification: one image; `compared` and `pairs` are 1, `matched` 1 when both versions chose the
+    same top-1 class, `mean_delta` the change of the probability of production's class and
+    `mean_abs_delta` the mean absolute probability difference over the classes.
     mlops.monitoring.shadow defines every number.
     """
 
@@ -224,19 +227,25 @@ class ShadowComparison(models.Model):
     production_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
     shadow_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="shadow_comparisons")
     prediction_ref = models.CharField(
-        max_length=64, help_text="The Detection's id, or the request id of the tabular records compared."
+        max_length=64,
+        help_text="The Detection's or Classification's id, or the request id of the tabular records compared.",
     )
     compared = models.PositiveIntegerField(default=0)
     matched = models.PositiveIntegerField(default=0)
-    agreement = models.FloatField(help_text="Box match share, or label agreement, of this prediction (0 to 1).")
+    agreement = models.FloatField(
+        help_text="Box match share, label agreement or top-1 agreement of this prediction (0 to 1)."
+    )
     pairs = models.PositiveIntegerField(default=0, help_text="How many pairs mean_delta averages over.")
     mean_delta = models.FloatField(
         null=True,
         blank=True,
-        help_text="Shadow minus production: confidence of matched boxes, or probability of production's label.",
+        help_text="Shadow minus production: confidence of matched boxes, or probability of production's label "
+        "(tabular) or class (classification).",
     )
     mean_abs_delta = models.FloatField(
-        null=True, blank=True, help_text="The same in absolute value; tabular: over every class's probability."
+        null=True,
+        blank=True,
+        help_text="The same in absolute value; tabular and classification: over every class's probability.",
     )
     details = models.JSONField(default=dict, blank=True, help_text="Everything the comparison computed.")
     shadow_ms = models.FloatField(default=0.0, help_text="The staging version's own predict time.")

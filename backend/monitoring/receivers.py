@@ -1,7 +1,7 @@
 """Receivers of the other apps' signals: shadow mode samples logged predictions here.
 
-`sample_for_shadow` runs on the request path (detection: after the answer went out; scoring: once
-its rows committed). It costs a dictionary lookup per prediction (shadow_plan caches its answer per
+`sample_for_shadow` runs on the request path (detection and classification: after the answer went
+out; scoring: once its rows committed). It costs a dictionary lookup per prediction (shadow_plan caches its answer per
 process), plus a random draw and one task publish when shadow mode is on and a staging version
 exists. A broker or database that does not answer costs that sample (logged), never the prediction.
 """

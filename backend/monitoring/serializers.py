@@ -119,10 +119,18 @@ class ShadowSummarySerializer(serializers.Serializer):
     records_agreeing = serializers.IntegerField(required=False)
     label_agreement = serializers.FloatField(required=False, allow_null=True)
     mean_probability_delta = serializers.FloatField(
-        required=False, allow_null=True, help_text="Mean absolute difference per class, over records."
+        required=False,
+        allow_null=True,
+        help_text="Tabular and classification: mean absolute difference per class, over records or images.",
     )
     mean_label_probability_delta = serializers.FloatField(
         required=False, allow_null=True, help_text="Shadow minus production, on the label production chose."
+    )
+    images = serializers.IntegerField(required=False, help_text="Classification: images compared.")
+    images_agreeing = serializers.IntegerField(required=False, help_text="Images where both chose the same class.")
+    top1_agreement = serializers.FloatField(required=False, allow_null=True, help_text="images_agreeing / images")
+    mean_top1_probability_delta = serializers.FloatField(
+        required=False, allow_null=True, help_text="Shadow minus production, on the class production chose."
     )
 
 

@@ -10,6 +10,9 @@ comparison mean the same whoever computes them:
 - tabular models: whether the two labels (each version's most probable class) are the same, and
   how far apart the probabilities are (mean over records of the mean absolute difference over
   classes; a class only one version knows counts as probability 0 for the other).
+- image classifiers: the same numbers for one image, classes matched by name (a staging version
+  may order or name its classes differently): whether the top-1 classes agree, the mean absolute
+  probability difference, and the change of the probability of production's top-1 class.
 """
 
 from __future__ import annotations
@@ -129,6 +132,33 @@ def compare_tabular(
         "label_agreement": agreeing / records if records else None,
         "mean_probability_delta": _mean(absolute),
         "mean_label_probability_delta": _mean(signed),
+    }
+
+
+def class_probabilities(class_names: Sequence[str], probabilities: Sequence[float]) -> dict[str, float]:
+    """A classifier's probability vector as {class name: probability}, in the version's class order."""
+    if len(class_names) != len(probabilities):
+        raise ValueError(f"{len(probabilities)} probabilities for {len(class_names)} classes")
+    return {str(name): float(p) for name, p in zip(class_names, probabilities, strict=True)}
+
+
+def compare_classifications(production: Mapping[str, float], shadow: Mapping[str, float]) -> dict:
+    """Agreement of two image classifiers on one image; each answer is {class name: probability}.
+
+    Returns both top-1 classes and probabilities, `agreeing` (the same top-1 class),
+    `mean_probability_delta` (mean absolute difference over the classes of either version) and
+    `top1_probability_delta` (shadow minus production, on the class production chose).
+    """
+    numbers = compare_tabular([production], [shadow])
+    production_class, shadow_class = label_of(production), label_of(shadow)
+    return {
+        "production_class": production_class,
+        "shadow_class": shadow_class,
+        "production_probability": float(production[production_class]),
+        "shadow_probability": float(shadow[shadow_class]),
+        "agreeing": production_class == shadow_class,
+        "mean_probability_delta": numbers["mean_probability_delta"],
+        "top1_probability_delta": numbers["mean_label_probability_delta"],
     }
 
 

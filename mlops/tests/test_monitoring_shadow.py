@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from mlops.monitoring.shadow import box_iou, compare_detections, compare_tabular, label_of, match_boxes
+from mlops.monitoring.shadow import (
+    box_iou,
+    class_probabilities,
+    compare_classifications,
+    compare_detections,
+    compare_tabular,
+    label_of,
+    match_boxes,
+)
 
 
 def box(xyxy, confidence, class_name="cat"):
@@ -103,3 +111,25 @@ def test_tabular_inputs_of_different_lengths_are_refused_and_nothing_compares_to
         compare_tabular([{"a": 1.0}], [])
     empty = compare_tabular([], [])
     assert empty["records"] == 0 and empty["label_agreement"] is None and empty["mean_probability_delta"] is None
+
+
+def test_classifiers_are_compared_on_the_top1_class_and_by_class_name():
+    production = class_probabilities(["cat", "dog", "bird"], [0.7, 0.2, 0.1])
+    # The staging version lists its classes in another order: they are matched by name, not position.
+    shadow = class_probabilities(["bird", "cat", "dog"], [0.1, 0.5, 0.4])
+    result = compare_classifications(production, shadow)
+    assert result["agreeing"] and (result["production_class"], result["shadow_class"]) == ("cat", "cat")
+    assert (result["production_probability"], result["shadow_probability"]) == (0.7, 0.5)
+    assert result["mean_probability_delta"] == pytest.approx((0.2 + 0.2 + 0.0) / 3)
+    assert result["top1_probability_delta"] == pytest.approx(0.5 - 0.7)
+
+    changed = compare_classifications(production, {"cat": 0.3, "dog": 0.6, "bird": 0.1})
+    assert not changed["agreeing"] and changed["shadow_class"] == "dog"
+    # A class only the staging version knows counts as probability 0 for production.
+    new_class = compare_classifications({"cat": 0.6, "dog": 0.4}, {"cat": 0.6, "fox": 0.4})
+    assert new_class["agreeing"] and new_class["mean_probability_delta"] == pytest.approx((0.0 + 0.4 + 0.4) / 3)
+
+
+def test_a_probability_vector_must_have_one_value_per_class():
+    with pytest.raises(ValueError):
+        class_probabilities(["cat", "dog"], [1.0])

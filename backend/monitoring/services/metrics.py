@@ -9,7 +9,7 @@ from backend.registry.models import ModelVersion
 DRIFT_SHARE = ScrapeGauge(
     "modelyard_drift_share",
     "Share of drifted columns in the latest drift check of each production version (by default a check "
-    "flags drift from a quarter for detectors, half for tabular models).",
+    "flags drift from a quarter for detectors and classifiers, half for tabular models).",
     ("model", "version"),
 )
 DRIFT_DETECTED = ScrapeGauge(

@@ -19,6 +19,7 @@ import numpy as np
 from django.db.models import Max
 from django.utils import timezone
 
+from backend.classification.models import Classification, ClassificationFeedback
 from backend.core.models import PredictionError
 from backend.detection.models import Detection, Feedback
 from backend.monitoring.models import PerformanceBucket
@@ -146,11 +147,28 @@ def _tally(
         tally.predictions += 1
         tally.confidences.append(confidence)
         tally.classes[label] += 1
-    verdicts = Feedback.objects.filter(**window).values_list("detection__model_version_id", "created_at", "verdict")
-    for version_id, created, verdict in verdicts.iterator(chunk_size=2000):
+    classifications = Classification.objects.filter(**window).values_list(
+        "pk", "model_version_id", "created_at", "latency_ms", "inference_ms", "confidence", "class_name"
+    )
+    for pk, version_id, created, latency, inference, confidence, class_name in classifications.iterator(
+        chunk_size=2000
+    ):
         tally = of(version_id, created)
-        tally.feedback += 1
-        tally.feedback_correct += verdict == Feedback.Verdict.CORRECT
+        tally.requests.add(pk)
+        tally.predictions += 1
+        tally.latencies.append(latency)
+        tally.inference.append(inference)
+        tally.confidences.append(confidence)
+        tally.classes[class_name] += 1
+    for feedback, version_field in (
+        (Feedback, "detection__model_version_id"),
+        (ClassificationFeedback, "classification__model_version_id"),
+    ):
+        verdicts = feedback.objects.filter(**window).values_list(version_field, "created_at", "verdict")
+        for version_id, created, verdict in verdicts.iterator(chunk_size=2000):
+            tally = of(version_id, created)
+            tally.feedback += 1
+            tally.feedback_correct += verdict == feedback.Verdict.CORRECT
     _tally_errors(window, of)
     return tallies
 

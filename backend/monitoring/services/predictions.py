@@ -10,6 +10,7 @@ from datetime import datetime
 import pandas as pd
 from django.db.models import QuerySet
 
+from backend.classification.models import Classification
 from backend.detection.models import Detection
 from backend.registry.models import ModelVersion, RegisteredModel
 from backend.scoring.models import TabularPrediction
@@ -90,9 +91,26 @@ class TabularLog(PredictionLog):
         return columns.tabular_reference_frame(reference)
 
 
+class ClassificationLog(PredictionLog):
+    """A classifier is watched through the image descriptors, its predicted class and top-1 confidence."""
+
+    fields = ("features", "class_name", "confidence")
+    categorical = columns.CLASSIFICATION_CATEGORICAL
+
+    def queryset(self, version: ModelVersion) -> QuerySet:
+        return Classification.objects.filter(model_version=version)
+
+    def to_frame(self, rows: list[dict], version: ModelVersion) -> pd.DataFrame:
+        return columns.classification_rows_to_frame(rows, _class_names(version))
+
+    def reference_frame(self, reference: pd.DataFrame, version: ModelVersion) -> pd.DataFrame:
+        return columns.classification_reference_frame(reference)
+
+
 LOGS: dict[str, PredictionLog] = {
     RegisteredModel.Kind.DETECTION: DetectionLog(),
     RegisteredModel.Kind.TABULAR: TabularLog(),
+    RegisteredModel.Kind.CLASSIFICATION: ClassificationLog(),
 }
 
 

@@ -1,12 +1,12 @@
 """Shadow mode: a model's staging version answers a sample of logged predictions again, off the request path.
 
-Detection and scoring send `prediction_logged` once a prediction is in the log. On the request
-path, `receivers.sample_for_shadow` asks `shadow_plan` (an answer cached per process for
-PLAN_TTL_S seconds, so nothing is queried per request) and, for the sampled predictions only,
-sends `monitoring.compare_shadow`. On the monitoring worker, `compare_logged` loads the staging
-version once per process (keyed by its id), answers the stored input again (the upload kept for
-the retention period, the tabular row's features) with the parameters production used, and saves
-a ShadowComparison with the numbers of mlops.monitoring.shadow. The staging version runs in one
+Detection, classification and scoring send `prediction_logged` once a prediction is in the log.
+On the request path, `receivers.sample_for_shadow` asks `shadow_plan` (an answer cached per
+process for PLAN_TTL_S seconds, so nothing is queried per request) and, for the sampled
+predictions only, sends `monitoring.compare_shadow`. On the monitoring worker, `compare_logged`
+loads the staging version once per process (keyed by its id), answers the stored input again (the
+upload kept for the retention period, the tabular row's features) with the parameters production
+used, and saves a ShadowComparison with the numbers of mlops.monitoring.shadow. The staging version runs in one
 thread per worker process at SHADOW_PRIORITY (by default Linux's SCHED_IDLE), with
 SHADOW_INTRA_OP_THREADS threads of ONNX Runtime: on a host shared with the web process it takes
 only the CPU production leaves idle.
@@ -31,6 +31,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db.models import Avg, Count, F, FloatField, Max, Min, Sum
 
+from backend.classification.models import Classification
 from backend.core.mlops_config import mlops_config
 from backend.detection.models import Detection
 from backend.monitoring.models import ShadowComparison, ShadowSettings
@@ -40,7 +41,7 @@ from backend.scoring.models import TabularPrediction
 from mlops.exceptions import MlopsError
 from mlops.inference.images import decode_image
 from mlops.inference.loader import load_predictor
-from mlops.monitoring.shadow import compare_detections, compare_tabular
+from mlops.monitoring.shadow import class_probabilities, compare_classifications, compare_detections, compare_tabular
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +195,8 @@ def compare_logged(*, kind: str, model_name: str, prediction_ids: list[str]) -> 
         rows, skipped = _compare_detections(staging, predictor, prediction_ids)
     elif kind == "tabular":
         rows, skipped = _compare_tabular(staging, predictor, prediction_ids)
+    elif kind == "classification":
+        rows, skipped = _compare_classifications(staging, predictor, prediction_ids)
     else:
         raise ValueError(f"unknown prediction kind {kind!r}")
     ShadowComparison.objects.bulk_create(rows, ignore_conflicts=True)
@@ -220,8 +223,7 @@ def _compare_detections(staging: ModelVersion, predictor, ids: list[str]) -> tup
             skipped += 1  # retention deleted the upload before the sample was compared
             continue
         try:
-            with default_storage.open(detection.image.name, "rb") as handle:
-                data = handle.read()
+            data = _read_upload(detection.image.name)
             result = _in_shadow_thread(_detect, predictor, data, detection)
         except (OSError, MlopsError) as exc:
             logger.warning("shadow.detection_skipped detection=%s error=%s", detection.pk, exc)
@@ -252,11 +254,66 @@ def _compared(staging: ModelVersion, refs: list[str]) -> set[str]:
     return set(existing.values_list("prediction_ref", flat=True))
 
 
-def _detect(predictor, data: bytes, detection: Detection):
-    """The upload decoded as the request decoded it, and detected with the thresholds production used."""
+def _decode(data: bytes):
+    """The upload decoded as the request decoded it (EXIF applied, 8-bit RGB, under the same caps)."""
     config = mlops_config()
-    image = decode_image(data, max_pixels=config.max_image_pixels, max_side=config.max_image_side)
-    return predictor.predict(image, conf=detection.conf, iou=detection.iou, max_det=detection.max_det)
+    return decode_image(data, max_pixels=config.max_image_pixels, max_side=config.max_image_side)
+
+
+def _read_upload(name: str) -> bytes:
+    with default_storage.open(name, "rb") as handle:
+        return handle.read()
+
+
+def _detect(predictor, data: bytes, detection: Detection):
+    """The upload detected with the thresholds production used."""
+    return predictor.predict(_decode(data), conf=detection.conf, iou=detection.iou, max_det=detection.max_det)
+
+
+def _classify(predictor, data: bytes):
+    """The upload classified; the whole probability vector is compared, whatever top_k production listed."""
+    return predictor.predict(_decode(data), top_k=1)
+
+
+def _compare_classifications(staging: ModelVersion, predictor, ids: list[str]) -> tuple[list[ShadowComparison], int]:
+    """Each sampled image classified again; the two probability vectors are matched by class name."""
+    rows, skipped = [], 0
+    done = _compared(staging, ids)
+    classifications = Classification.objects.filter(pk__in=[pk for pk in ids if pk not in done])
+    classifications = classifications.exclude(model_version_id=staging.pk).select_related("model_version")
+    for classification in classifications.only(
+        "id", "model_version", "model_version__metadata", "image", "image_deleted_at", "probabilities"
+    ):
+        if not classification.has_image:
+            skipped += 1  # retention deleted the upload before the sample was compared
+            continue
+        try:
+            production = class_probabilities(classification.class_names(), classification.probabilities)
+            data = _read_upload(classification.image.name)
+            result = _in_shadow_thread(_classify, predictor, data)
+            shadow = class_probabilities(predictor.class_names, result.probabilities)
+        except (OSError, ValueError, MlopsError) as exc:
+            # ValueError: production's row and its version's class names disagree (nothing to match by).
+            logger.warning("shadow.classification_skipped classification=%s error=%s", classification.pk, exc)
+            skipped += 1
+            continue
+        numbers = compare_classifications(production, shadow)
+        rows.append(
+            _comparison(
+                staging,
+                classification.model_version_id,
+                str(classification.pk),
+                compared=1,
+                matched=int(numbers["agreeing"]),
+                agreement=1.0 if numbers["agreeing"] else 0.0,
+                pairs=1,
+                mean_delta=numbers["top1_probability_delta"],
+                mean_abs_delta=numbers["mean_probability_delta"],
+                details=numbers,
+                shadow_ms=round(result.inference_ms, 3),
+            )
+        )
+    return rows, skipped
 
 
 def _compare_tabular(staging: ModelVersion, predictor, ids: list[str]) -> tuple[list[ShadowComparison], int]:
@@ -396,6 +453,14 @@ def _summarise(model, production: ModelVersion, shadow: ModelVersion, comparison
             box_match_share=_rounded(agreement),
             mean_confidence_delta=_rounded(delta),
             mean_abs_confidence_delta=_rounded(abs_delta),
+        )
+    elif model.kind == RegisteredModel.Kind.CLASSIFICATION:
+        summary.update(
+            images=compared,
+            images_agreeing=matched,
+            top1_agreement=_rounded(agreement),
+            mean_probability_delta=_rounded(abs_delta),
+            mean_top1_probability_delta=_rounded(delta),
         )
     else:
         summary.update(
