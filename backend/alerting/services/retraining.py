@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from backend.alerting.models import TrainingPolicy
+from backend.classification.models import ClassificationFeedback
 from backend.detection.models import Feedback
 from backend.training.services import JobConflict, active_job_for, start_job
 from mlops.exceptions import MlopsError
@@ -80,7 +81,10 @@ def run_policies(*, now: datetime | None = None) -> list[int]:
 def _new_feedback(policy: TrainingPolicy, since: datetime | None) -> int:
     """Verdicts of trusted reviewers only: they are the labels a retraining learns from, and anonymous
     verdicts must not be a way to start training jobs."""
-    verdicts = Feedback.objects.trusted().filter(detection__model_version__model=policy.model)
+    if policy.model.kind == policy.model.Kind.CLASSIFICATION:
+        verdicts = ClassificationFeedback.objects.trusted().filter(classification__model_version__model=policy.model)
+    else:
+        verdicts = Feedback.objects.trusted().filter(detection__model_version__model=policy.model)
     return (verdicts.filter(created_at__gt=since) if since else verdicts).count()
 
 
