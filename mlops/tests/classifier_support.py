@@ -9,6 +9,7 @@ different top classes, with probabilities far from ties.
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import shutil
 from contextlib import contextmanager
@@ -27,6 +28,20 @@ NAMES = ["cat", "dog", "bird"]
 IMGSZ = 96
 CALIBRATION_IMAGES = ("bus.jpg", "zidane.jpg")
 ULTRALYTICS_NAMES = "{0: 'cat', 1: 'dog', 2: 'bird'}"
+
+
+def photo_jpeg(width: int, height: int, *, seed: int = 0, quality: int = 90) -> bytes:
+    """A deterministic camera-sized JPEG: bus.jpg enlarged to width x height, with sensor-like noise and a
+    fine diagonal pattern (the detail an antialiased resize has to average, which an enlarged photo lacks)."""
+    base = np.asarray(Image.open(asset("bus.jpg")).convert("RGB").resize((width, height), Image.BICUBIC))
+    rng = np.random.default_rng(seed)
+    rows, columns = np.ogrid[:height, :width]
+    pattern = (12 * np.sin(columns * 0.9 + rows * 0.4)).astype(np.int16)[..., None]
+    noise = rng.normal(0, 6, base.shape).astype(np.int16)
+    pixels = np.clip(base.astype(np.int16) + noise + pattern, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def asset(name: str) -> Path:

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from mlops.exceptions import InvalidInput, MlopsError
+from mlops.inference import classifier as classifier_module
 from mlops.inference.classifier import (
     MAX_EXACT_RESIZE_PIXELS,
     ClassificationResult,
@@ -21,10 +22,11 @@ from mlops.inference.classifier import (
     OnnxClassifier,
     TorchClassifier,
     crop_geometry,
+    resized_crop,
     softmax,
 )
 from mlops.inference.detector import OnnxDetector
-from mlops.inference.images import to_rgb
+from mlops.inference.images import decode_image, to_rgb
 from mlops.inference.loader import sample_image
 from mlops.tests.classifier_support import (
     IMGSZ,
@@ -32,6 +34,7 @@ from mlops.tests.classifier_support import (
     asset,
     claimed_probabilities_metadata,
     export_classifier,
+    photo_jpeg,
     scores_graph,
 )
 
@@ -51,6 +54,11 @@ def ultralytics_onnx(classifier_files):
     return YOLO(str(classifier_files.onnx), task="classify")
 
 
+def _decoded_photo(width: int, height: int) -> Image.Image:
+    """A generated camera JPEG, decoded as uploads are (decode_image)."""
+    return decode_image(photo_jpeg(width, height), max_pixels=40_000_000, max_side=12_000)
+
+
 def _images() -> dict[str, Image.Image]:
     bus = Image.open(asset("bus.jpg"))
     zidane = Image.open(asset("zidane.jpg"))
@@ -62,6 +70,9 @@ def _images() -> dict[str, Image.Image]:
         "small": bus.convert("RGB").resize((45, 61)),  # upsampled
         "crop-only": Image.fromarray(sample_image(IMGSZ, 131)),  # shorter side already the input size
         "input-size": Image.fromarray(sample_image(IMGSZ, IMGSZ)),  # neither resized nor cropped
+        # Camera-sized JPEGs (12 MP: a 31x reduction at 96 px), where an approximate resize would show.
+        "jpeg-4000x3000": _decoded_photo(4000, 3000),  # both passes, horizontal first
+        "jpeg-1000x3000": _decoded_photo(1000, 3000),  # tall: Pillow runs the vertical pass first
     }
 
 
@@ -110,8 +121,12 @@ def test_the_images_tell_classes_apart(classifier):
 
 
 @pytest.mark.parametrize(
-    "size", [(810, 1080), (1280, 720), (1000, 37), (37, 1000), (96, 96), (95, 97), (50, 100), (641, 479), (3, 500)]
-)
+    "size",
+    [
+        (810, 1080), (1280, 720), (1000, 37), (37, 1000), (96, 96), (95, 97), (50, 100), (641, 479), (3, 500),
+        (684, 2069), (2069, 684), (300, 1000), (4000, 3000), (3000, 4000),  # both pass orders, 12 MP
+    ],
+)  # fmt: skip
 def test_preprocessing_is_bit_identical_to_ultralytics(classifier, ultralytics_onnx, classifier_files, size):
     rng = np.random.default_rng(sum(size))
     rgb = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
@@ -123,15 +138,56 @@ def test_preprocessing_is_bit_identical_to_ultralytics(classifier, ultralytics_o
     assert np.array_equal(ours, theirs)
 
 
-def test_extreme_aspect_ratio_resizes_only_the_crop(classifier, ultralytics_onnx, classifier_files):
-    """A 5000x4 image would be resized to 120000x96 first; we resize the crop alone, within one grey level."""
-    width, height = 5000, 4
-    geometry = crop_geometry(width, height, IMGSZ, IMGSZ)
-    assert geometry.resized_width * geometry.resized_height > MAX_EXACT_RESIZE_PIXELS
-    rgb = np.random.default_rng(5).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+def test_extreme_aspect_ratios(classifier, ultralytics_onnx, classifier_files):
+    """Ultralytics resizes a 5000x4 image to 120000x96 before cropping, a 4x5000 one to 96x120000.
+
+    We compute only the crop's columns of the wide one: bit-identical without the huge image. The tall
+    one's vertical pass would still make every resized row: past MAX_EXACT_RESIZE_PIXELS we resize the
+    crop alone, within one grey level.
+    """
     ultralytics_probabilities(ultralytics_onnx, IMAGES["bus.jpg"], classifier_files.project)
-    theirs = ultralytics_onnx.predictor.preprocess([np.ascontiguousarray(rgb[..., ::-1])]).numpy()
-    assert np.abs(classifier.preprocess(rgb) - theirs).max() <= 1 / 255 + 1e-6
+    for (width, height), exact in (((5000, 4), True), ((4, 5000), False)):
+        geometry = crop_geometry(width, height, IMGSZ, IMGSZ)
+        assert geometry.resized_width * geometry.resized_height > MAX_EXACT_RESIZE_PIXELS
+        rgb = np.random.default_rng(5).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        theirs = ultralytics_onnx.predictor.preprocess([np.ascontiguousarray(rgb[..., ::-1])]).numpy()
+        ours = classifier.preprocess(rgb)
+        assert np.array_equal(ours, theirs) if exact else np.abs(ours - theirs).max() <= 1 / 255 + 1e-6
+
+
+def _random_sizes(count: int) -> list[tuple[int, int]]:
+    rng = np.random.default_rng(11)
+    return [(int(w), int(h)) for w, h in rng.integers(2, 1600, size=(count, 2))]
+
+
+@pytest.mark.parametrize("input_size", [(96, 96), (224, 224), (64, 96)])
+def test_resized_crop_equals_pillows_whole_resize(input_size):
+    """Resizing only the crop's lines gives Pillow's whole resize, byte for byte, in both of its pass orders."""
+    assert classifier_module._two_passes_match_pillow()
+    rng = np.random.default_rng(input_size[1])
+    orders = set()
+    for width, height in [(810, 1080), (1080, 810), (700, 2100), (2100, 700), (97, 96), *_random_sizes(60)]:
+        image = Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
+        geometry = crop_geometry(width, height, *input_size)
+        size = (geometry.resized_width, geometry.resized_height)
+        if size[0] * size[1] > MAX_EXACT_RESIZE_PIXELS:
+            continue
+        box = (geometry.left, geometry.top, geometry.left + geometry.width, geometry.top + geometry.height)
+        expected = image.resize(size, Image.BILINEAR).crop(box)
+        assert resized_crop(image, geometry).tobytes() == expected.tobytes(), (width, height)
+        orders.add(classifier_module._pillow_vertical_first(width, height, *size))
+    assert orders == {True, False} or input_size == (64, 96)
+
+
+def test_another_pillow_pass_order_falls_back_to_the_whole_resize(classifier, monkeypatch):
+    """Were Pillow's pass order to change, the check fails and the whole image is resized, still exact."""
+    expected = classifier.preprocess(IMAGES["bus.jpg"]).copy()
+    monkeypatch.setattr(classifier_module, "_two_passes_match_pillow", lambda: False)
+    calls = []
+    original = Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize", lambda self, *a, **k: calls.append(a[0]) or original(self, *a, **k))
+    assert np.array_equal(classifier.preprocess(IMAGES["bus.jpg"]), expected)
+    assert calls == [(IMGSZ, 128)]  # the whole 96x128 resize, in one call
 
 
 def test_crop_geometry_follows_torchvision():
