@@ -234,14 +234,24 @@ def register_models(work: Path, arch: str, images: list[Path], *, dynamic: bool)
 
 
 # -- HTTP cases ---------------------------------------------------------------------------------------------
-def post_image(session, base: str, jpeg: bytes, timeout: float = 120):
+def post_image(session, base: str, jpeg: bytes, timeout: float = 120, *, path: str = "/api/v1/detections/", data=None):
+    """One upload to a prediction endpoint: a detection at conf 0.25 unless `path` and `data` say otherwise."""
     return session.post(
-        f"{base}/api/v1/detections/", files={"image": ("bus.jpg", jpeg, "image/jpeg")}, data={"conf": "0.25"},
-        timeout=timeout,
+        f"{base}{path}", files={"image": ("bus.jpg", jpeg, "image/jpeg")},
+        data={"conf": "0.25"} if data is None else data, timeout=timeout,
     )  # fmt: skip
 
 
-def wait_for_answer(base: str, jpeg: bytes, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for_answer(
+    base: str,
+    jpeg: bytes,
+    process: subprocess.Popen,
+    timeout: float = 120,
+    *,
+    path: str = "/api/v1/detections/",
+    data=None,
+) -> None:
+    """Post until the server answers 201 (it is starting); `path` and `data` as for post_image."""
     import requests
 
     deadline = time.monotonic() + timeout
@@ -249,7 +259,7 @@ def wait_for_answer(base: str, jpeg: bytes, process: subprocess.Popen, timeout: 
         if process.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {process.returncode}")
         try:
-            response = post_image(requests, base, jpeg, timeout=30)
+            response = post_image(requests, base, jpeg, timeout=30, path=path, data=data)
         except requests.ConnectionError:
             time.sleep(0.02)
             continue
