@@ -276,6 +276,7 @@ SPECTACULAR_SETTINGS = {
         "TrainingJobKindEnum": "backend.training.models.TrainingJob.Kind",
         "ModelVersionStatusEnum": "backend.registry.models.ModelVersion.Status",
         "ModelKindEnum": "backend.registry.models.RegisteredModel.Kind",
+        "BatchStatusEnum": "backend.serving.models.PredictionBatch.Status",
     },
 }
 
