@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -14,6 +15,7 @@ from mlops.data.prepare import SplitSpec, load_prepared, prepare_dataset
 from mlops.data.synthetic import ClassificationSpec, ShapesSpec, generate_classification, generate_shapes
 from mlops.data.validate import ValidationPolicy, validate_dataset
 from mlops.exceptions import DataValidationError, InvalidInput
+from mlops.training.params import load_params_file
 
 SPEC = ClassificationSpec(per_class=12, imgsz=32, seed=3)
 
@@ -90,10 +92,35 @@ def test_bad_synthetic_parameters_are_refused(tmp_path):
         {"per_class": 0},
         {"backgrounds": ["plaid"]},
         {"colour": "red"},
+        {"rotation": 400},
+        {"background_contrast": 1.5},
+        {"outline": "glow"},
+        {"outline_width": 0},
+        {"outline_width": 17, "imgsz": 64},
     )
     for values in bad:
         with pytest.raises(InvalidInput):
             ingest("synthetic:classification", tmp_path / "x", options=values)
+
+
+def test_params_yaml_draws_the_learnable_set_upright_dark_outlined_and_flat(tmp_path):
+    """params.yaml's set (the one `make run` trains on): same per-image draws, easier images."""
+    options = load_params_file()["data"]["classification"]["options"]
+    spec = ClassificationSpec.from_mapping({**options, "per_class": 3})
+    assert (spec.rotation, spec.outline, spec.background_contrast) == (0, "dark", 0.3)
+    assert (spec.imgsz, spec.outline_width) == (64, 3)
+    easy = generate_classification(tmp_path / "easy", spec)
+    hard = generate_classification(tmp_path / "hard", ClassificationSpec(per_class=3, imgsz=64))
+    assert _digests(generate_classification(tmp_path / "again", spec)) == _digests(easy)
+    for name in spec.classes:
+        for index in range(3):
+            with Image.open(easy / name / f"{name}_{index:05d}.jpg") as image:
+                pixels = np.asarray(image.convert("RGB"), dtype=float)
+            with Image.open(hard / name / f"{name}_{index:05d}.jpg") as image:
+                textured = np.asarray(image.convert("RGB"), dtype=float)
+            corner, hard_corner = pixels[:6, :6].reshape(-1, 3), textured[:6, :6].reshape(-1, 3)
+            assert corner.std(axis=0).mean() <= hard_corner.std(axis=0).mean() + 1  # flatter background
+            assert (pixels.max(axis=2) < 60).sum() >= 3 * 20  # a dark outline around the shape
 
 
 def test_the_synthetic_source_ingests_as_classification(tmp_path):

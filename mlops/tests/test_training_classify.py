@@ -234,6 +234,14 @@ def test_classifier_params_default_small_and_refuse_what_cannot_train():
     params = ClassifierParams()
     assert (params.model, params.imgsz, params.architecture) == ("yolo11n-cls.yaml", 64, "yolo11n-cls")
     assert params.ultralytics_args()["nbs"] == params.batch
+    # Measured to learn params.yaml's synthetic set from scratch in about a minute (see the docstring).
+    assert (params.epochs, params.batch, params.optimizer, params.lr0) == (15, 16, "AdamW", 0.0005)
+    assert params.ultralytics_args()["auto_augment"] is None and params.ultralytics_args()["erasing"] == 0.0
+    assert ClassifierParams.resolve({}) == params  # params.yaml's train_classifier says the same
+    assert ClassifierParams().extra is not params.extra  # each instance its own mapping
+    # A job's own extra is laid over the light augmentation, not instead of it.
+    tuned = ClassifierParams.resolve({"extra": {"fliplr": 0.0, "erasing": 0.4}}).ultralytics_args()
+    assert (tuned["fliplr"], tuned["erasing"], tuned["auto_augment"], tuned["hsv_v"]) == (0.0, 0.4, None, 0.3)
     for model in CLASSIFIER_MODELS:
         assert ClassifierParams(model=model).model == model
     assert ClassifierParams(model="yolo11n-cls.pt").architecture == "yolo11n-cls"
