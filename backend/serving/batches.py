@@ -10,6 +10,8 @@ uploads (`BatchKind.predict`). The task resumes where it stopped if the broker d
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import struct
 import zipfile
@@ -202,6 +204,8 @@ class BatchKind:
     noun = ""  # "a detector"
     batch_model: type[PredictionBatch]
     task = ""
+    # The CSV's columns after the image's (CSV_LEAD) and before "error", one set per listed item.
+    csv_item_columns: tuple[str, ...] = ()
 
     def predict(self, batch: PredictionBatch, data: bytes, filename: str, requester: Requester) -> None:
         """Predict and log one image of the batch (raises MlopsError for a bad one)."""
@@ -210,6 +214,72 @@ class BatchKind:
     def done(self, batch: PredictionBatch) -> set[str]:
         """The filenames of the batch that already have their prediction row."""
         raise NotImplementedError
+
+    def predictions(self, batch: PredictionBatch) -> dict:
+        """The batch's prediction rows (their versions loaded) by filename."""
+        raise NotImplementedError
+
+    def answer(self, row) -> dict:
+        """What one prediction row answered, as the batch results show it."""
+        raise NotImplementedError
+
+    def csv_items(self, result: dict) -> list[dict]:
+        """The CSV rows of one done result, in csv_item_columns (none: the image gets one row)."""
+        raise NotImplementedError
+
+    # -- the results -----------------------------------------------------------------------------
+    def results(self, batch: PredictionBatch) -> list[dict]:
+        """One entry per input, in upload order: its prediction, or its error, or still pending."""
+        rows = self.predictions(batch)
+        errors = {error["filename"]: error for error in batch.errors}
+        results = []
+        for item in batch.inputs:
+            name = item["filename"]
+            if name in rows:
+                row = rows[name]
+                results.append(
+                    {
+                        "filename": name,
+                        "status": "done",
+                        f"{self.kind}_id": str(row.pk),
+                        "model": row.model_version.ref(),
+                        "image": {"width": row.width, "height": row.height},
+                        **self.answer(row),
+                        "latency_ms": row.latency_ms,
+                    }
+                )
+            elif name in errors:
+                error = errors[name]
+                failed = {"code": error["code"], "message": error["message"]}
+                results.append({"filename": name, "status": "failed", "error": failed})
+            else:
+                results.append({"filename": name, "status": "pending"})
+        return results
+
+    def results_csv(self, batch: PredictionBatch) -> str:
+        """The results as CSV: one row per listed item of a done image, one row for any other image."""
+        buffer = io.StringIO()
+        columns = ["filename", "status", f"{self.kind}_id", *CSV_LEAD, *self.csv_item_columns, "error"]
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        for result in self.results(batch):
+            row = {"filename": csv_safe(result["filename"]), "status": result["status"]}
+            if result["status"] == "failed":
+                writer.writerow({**row, "error": csv_safe(f"{result['error']['code']}: {result['error']['message']}")})
+                continue
+            if result["status"] != "done":
+                writer.writerow(row)
+                continue
+            model, image = result["model"], result["image"]
+            row.update(
+                {f"{self.kind}_id": result[f"{self.kind}_id"], "model": model["name"], "version": model["version"]},
+                label=model["label"],
+                width=image["width"],
+                height=image["height"],
+            )
+            for item in self.csv_items(result) or [{}]:
+                writer.writerow({**row, **item})
+        return buffer.getvalue()
 
     # -- the upload ------------------------------------------------------------------------------
     def create(self, uploads, batch: PredictionBatch) -> PredictionBatch:
@@ -346,6 +416,9 @@ class BatchKind:
         if any(outcome.values()):
             logger.info("%s.batches_reaped %s", self.kind, outcome)
         return outcome
+
+
+CSV_LEAD = ("model", "version", "label", "width", "height")  # after filename, status and the row's id
 
 
 def csv_safe(text: str) -> str:

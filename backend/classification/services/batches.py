@@ -3,9 +3,6 @@ results as JSON and CSV (one row per image and listed class)."""
 
 from __future__ import annotations
 
-import csv
-import io
-
 from backend.classification.models import Classification, ClassificationBatch
 from backend.classification.services.classify import classify_image
 from backend.serving.batches import BatchKind, csv_safe
@@ -34,6 +31,25 @@ class ClassificationBatches(BatchKind):
     def done(self, batch: ClassificationBatch) -> set[str]:
         return set(batch.classifications.values_list("filename", flat=True))
 
+    def predictions(self, batch: ClassificationBatch) -> dict[str, Classification]:
+        return {row.filename: row for row in batch.classifications.select_related("model_version__model")}
+
+    def answer(self, row: Classification) -> dict:
+        return {"prediction": row.class_name, "confidence": row.confidence, "classes": row.classes}
+
+    csv_item_columns = ("rank", "class_id", "class_name", "probability")
+
+    def csv_items(self, result: dict) -> list[dict]:
+        return [
+            {
+                "rank": rank,
+                "class_id": score["class_id"],
+                "class_name": csv_safe(score["class_name"]),
+                "probability": score["probability"],
+            }
+            for rank, score in enumerate(result["classes"], start=1)
+        ]
+
 
 BATCHES = ClassificationBatches()
 
@@ -53,82 +69,9 @@ def create_batch(uploads, *, model_name: str, top_k: int | None, requester: Requ
 
 def batch_results(batch: ClassificationBatch) -> list[dict]:
     """One entry per input, in upload order: its classes, or its error, or still pending."""
-    rows = {c.filename: c for c in batch.classifications.select_related("model_version__model")}
-    errors = {error["filename"]: error for error in batch.errors}
-    results = []
-    for item in batch.inputs:
-        name = item["filename"]
-        if name in rows:
-            row: Classification = rows[name]
-            results.append(
-                {
-                    "filename": name,
-                    "status": "done",
-                    "classification_id": str(row.pk),
-                    "model": row.model_version.ref(),
-                    "image": {"width": row.width, "height": row.height},
-                    "prediction": row.class_name,
-                    "confidence": row.confidence,
-                    "classes": row.classes,
-                    "latency_ms": row.latency_ms,
-                }
-            )
-        elif name in errors:
-            error = errors[name]
-            results.append(
-                {"filename": name, "status": "failed", "error": {"code": error["code"], "message": error["message"]}}
-            )
-        else:
-            results.append({"filename": name, "status": "pending"})
-    return results
-
-
-CSV_COLUMNS = [
-    "filename",
-    "status",
-    "classification_id",
-    "model",
-    "version",
-    "label",
-    "width",
-    "height",
-    "rank",
-    "class_id",
-    "class_name",
-    "probability",
-    "error",
-]
+    return BATCHES.results(batch)
 
 
 def batch_results_csv(batch: ClassificationBatch) -> str:
     """One row per listed class, best first (rank 1); an image with an error gets one row."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    for result in batch_results(batch):
-        row = {"filename": csv_safe(result["filename"]), "status": result["status"]}
-        if result["status"] == "failed":
-            writer.writerow({**row, "error": csv_safe(f"{result['error']['code']}: {result['error']['message']}")})
-            continue
-        if result["status"] != "done":
-            writer.writerow(row)
-            continue
-        row.update(
-            classification_id=result["classification_id"],
-            model=result["model"]["name"],
-            version=result["model"]["version"],
-            label=result["model"]["label"],
-            width=result["image"]["width"],
-            height=result["image"]["height"],
-        )
-        for rank, score in enumerate(result["classes"], start=1):
-            writer.writerow(
-                {
-                    **row,
-                    "rank": rank,
-                    "class_id": score["class_id"],
-                    "class_name": csv_safe(score["class_name"]),
-                    "probability": score["probability"],
-                }
-            )
-    return buffer.getvalue()
+    return BATCHES.results_csv(batch)
