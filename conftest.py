@@ -60,7 +60,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
     cmd = [
         sys.executable, "-m", "celery", "-A", "backend", "worker",
-        "--queues", "default,training,monitoring",
+        "--queues", "default,batch,training,monitoring",
         "--concurrency", "2",
         "--pool", "prefork",
         "--loglevel", "INFO",

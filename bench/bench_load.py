@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> dict:
             server, base, _ = env.gunicorn(workers=1, threads=8)
             wait_for_port(int(base.rsplit(":", 1)[1]), server)
             worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "backend", "worker", "--queues", "default,monitoring",
+                [sys.executable, "-m", "celery", "-A", "backend", "worker", "--queues", "default,batch,monitoring",
                  "--concurrency", "1", "--loglevel", "WARNING"],
                 cwd=ROOT, stdout=(work / "worker.log").open("wb"), stderr=subprocess.STDOUT,
             )  # fmt: skip

@@ -24,10 +24,32 @@ def ultralytics_dir(var_dir: Path | str) -> Path:
     return Path(var_dir) / "ultralytics"
 
 
+def default_artifact_root(tracking_uri: str, var_dir: Path | str) -> str:
+    """Where new experiments keep their artifacts when MLFLOW_ARTIFACT_ROOT is not set.
+
+    A tracking server (http/https) chooses itself: with `--serve-artifacts` its clients upload and
+    download through it (mlflow-artifacts:/...), wherever it keeps them (S3). An embedded store
+    keeps them under var/. Empty means "the server's default".
+    """
+    return "" if is_tracking_server(tracking_uri) else str(Path(var_dir) / "mlartifacts")
+
+
+def is_tracking_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
 def library_env(
-    var_dir: Path | str, tracking_uri: str | None = None, registry_uri: str | None = None
+    var_dir: Path | str,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
+    *,
+    s3_endpoint_url: str = "",
 ) -> dict[str, str]:
-    """The variables MLflow and Ultralytics read: no unpickling, downloads or progress bars; state under var_dir."""
+    """The variables MLflow and Ultralytics read: no unpickling, downloads or progress bars; state under var_dir.
+
+    `s3_endpoint_url` (an S3-compatible store; empty: AWS) reaches MLflow as MLFLOW_S3_ENDPOINT_URL,
+    for the clients that read s3:// artifact URIs themselves rather than through a tracking server.
+    """
     env = {
         "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
@@ -35,6 +57,8 @@ def library_env(
         "YOLO_AUTOINSTALL": "false",
         "YOLO_OFFLINE": "true",
     }
+    if s3_endpoint_url:
+        env["MLFLOW_S3_ENDPOINT_URL"] = s3_endpoint_url
     if tracking_uri is not None:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     if registry_uri is not None:
@@ -68,8 +92,11 @@ class MlopsConfig:
     var_dir: Path
     tracking_uri: str
     registry_uri: str
+    # Where new experiments keep their artifacts; empty: the tracking server's default (default_artifact_root).
     artifact_root: str
     experiment: str = "modelyard"
+    # An S3-compatible endpoint for s3:// artifact URIs (MLFLOW_S3_ENDPOINT_URL); empty: AWS.
+    s3_endpoint_url: str = ""
     # Image decoding caps: Pillow's own limit lets a 10 KB PNG cost 400 MB.
     max_image_pixels: int = 40_000_000
     max_image_side: int = 12_000
@@ -88,8 +115,9 @@ class MlopsConfig:
             var_dir=var_dir,
             tracking_uri=tracking,
             registry_uri=os.environ.get("MLFLOW_REGISTRY_URI") or tracking,
-            artifact_root=os.environ.get("MLFLOW_ARTIFACT_ROOT") or str(var_dir / "mlartifacts"),
+            artifact_root=os.environ.get("MLFLOW_ARTIFACT_ROOT") or default_artifact_root(tracking, var_dir),
             experiment=os.environ.get("MLFLOW_EXPERIMENT") or "modelyard",
+            s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or "",
             max_image_pixels=_env_int("MAX_IMAGE_PIXELS", 40_000_000),
             max_image_side=_env_int("MAX_IMAGE_SIDE", 12_000),
         )
@@ -111,4 +139,6 @@ class MlopsConfig:
         Ultralytics writes settings to ~/.config and runs to ./runs unless told; MLflow must
         never unpickle. Called by every entry point that trains or registers.
         """
-        apply_library_env(library_env(self.var_dir, self.tracking_uri, self.registry_uri))
+        apply_library_env(
+            library_env(self.var_dir, self.tracking_uri, self.registry_uri, s3_endpoint_url=self.s3_endpoint_url)
+        )

@@ -1,5 +1,8 @@
 """Real servers for the test session: Redis, and PostgreSQL when TEST_DATABASE=postgres.
 
+The production engines' tests start more with the functions below: an S3-compatible server (moto's
+standalone server) and an MLflow tracking server (`mlflow server`, its artifacts proxied to S3).
+
 Loaded with `-p tests.services` (pyproject.toml) so that it runs before pytest-django reads the
 settings: it starts the servers on free ports, points REDIS_URL / DATABASE_URL / VAR_DIR at them
 and at a throw-away directory, and stops everything when the session ends.
@@ -12,8 +15,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -110,6 +116,90 @@ def start_postgres(workdir: Path) -> str:
     wait_for_port(port, process, "postgres")
     os.environ["MODELYARD_TEST_PG_DIR"] = str(pg_dir)
     return f"postgres://postgres@127.0.0.1:{port}/modelyard"
+
+
+# Any key works with moto; real names so that boto3, django-storages, MLflow and DVC find them as in production.
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "modelyard-test",
+    "AWS_SECRET_ACCESS_KEY": "modelyard-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def _wait_for_http(url: str, process: subprocess.Popen, what: str, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.2)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def start_s3(workdir: Path) -> str:
+    """moto's standalone S3-compatible server on 127.0.0.1 (state in memory, gone when it stops): its endpoint URL."""
+    port = free_port()
+    log = workdir / f"s3-{port}.log"
+    process = _start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log)
+    endpoint = f"http://127.0.0.1:{port}"
+    _wait_for_http(f"{endpoint}/moto-api/", process, "the S3 server (moto)", log)
+    return endpoint
+
+
+def s3_client(endpoint_url: str):
+    """A boto3 client of the S3 server, with the test credentials."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+    )
+
+
+def create_postgres_database(server_url: str, name: str) -> str:
+    """A new database on the PostgreSQL server of `server_url` (postgres://user@host:port/any): its URL."""
+    import psycopg
+
+    base, _, _ = server_url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"{base}/{name}"
+
+
+def start_mlflow_server(workdir: Path, backend_uri: str, artifacts_destination: str, s3_endpoint: str) -> str:
+    """`mlflow server` on 127.0.0.1 with its runs and registry in `backend_uri` (postgresql://... or
+    sqlite:///...) and the artifacts it serves (--serve-artifacts) in `artifacts_destination` (s3://bucket/prefix
+    on `s3_endpoint`): its tracking URI."""
+    port = free_port()
+    log = workdir / f"mlflow-{port}.log"
+    if backend_uri.startswith(("postgres://", "postgresql://")):
+        backend_uri = "postgresql+psycopg://" + backend_uri.split("://", 1)[1]  # psycopg 3, not psycopg2
+    mlflow = Path(sys.executable).parent / "mlflow"
+    command = [
+        str(mlflow), "server",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", backend_uri,
+        "--serve-artifacts", "--artifacts-destination", artifacts_destination,
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        **S3_CREDENTIALS,
+        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    }
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(name, None)
+    process = _start(command, log, env=env, cwd=workdir)
+    tracking_uri = f"http://127.0.0.1:{port}"
+    _wait_for_http(f"{tracking_uri}/health", process, "mlflow server", log, timeout=240)
+    return tracking_uri
 
 
 @pytest.hookimpl(wrapper=True)

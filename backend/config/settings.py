@@ -14,7 +14,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from mlops.config import apply_library_env, library_env
+from mlops.config import apply_library_env, default_artifact_root, library_env
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -24,9 +24,14 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+# An S3-compatible object store (MinIO, Ceph, moto...) for media, MLflow's s3:// artifacts and the DVC
+# remote; empty: AWS itself. Credentials and region come the way boto3 looks for them (AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, or an instance role).
+S3_ENDPOINT_URL = env.str("S3_ENDPOINT_URL", default="")
+
 # What MLflow and Ultralytics need (never unpickle, stay offline, write under var/): every
 # process that imports settings inherits it.
-apply_library_env(library_env(VAR_DIR))
+apply_library_env(library_env(VAR_DIR, s3_endpoint_url=S3_ENDPOINT_URL))
 
 # Metrics: every process (gunicorn workers, Celery) writes its values into files here and GET /metrics
 # merges them (backend.core.metrics). prometheus_client reads the variable when it is first imported,
@@ -196,8 +201,27 @@ STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+# Media (uploads, prediction images, thumbnails, batch inputs, drift reports) go to this bucket when
+# set, else under MEDIA_ROOT. Every web process and worker then shares them; our own views read them
+# back (with their permissions and throttles), so the bucket stays private and needs no public URL.
+MEDIA_BUCKET = env.str("MEDIA_BUCKET", default="")
+_media_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+if MEDIA_BUCKET:
+    _media_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": MEDIA_BUCKET,
+            "endpoint_url": S3_ENDPOINT_URL or None,
+            "region_name": env.str("AWS_DEFAULT_REGION", default="") or None,
+            # Objects inherit the bucket's (private) policy; links, if ever made, are signed.
+            "default_acl": None,
+            "querystring_auth": True,
+            # As on the filesystem: a name already taken gets a suffix instead of replacing the object.
+            "file_overwrite": False,
+        },
+    }
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _media_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 # Uploads above this many bytes are refused before they reach a model.
@@ -297,12 +321,20 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=4 * 3600)}
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3 * 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+# One queue per kind of work, each with its own worker command (scripts/start.sh): training on
+# the trainer hosts, monitoring on the monitoring worker, batches of uploads on the batch queue so
+# that a large zip never delays alerts and reconcilers on the default queue.
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # The reaper must run while the trainer is busy with a job, or dead: it goes to the default worker.
     "training.reap_stale_jobs": {"queue": "default"},
     "training.*": {"queue": "training"},
     "monitoring.*": {"queue": "monitoring"},
+    # The batch reapers send lost batches again: they go where the batches run.
+    "detection.run_batch": {"queue": "batch"},
+    "detection.reap_stale_batches": {"queue": "batch"},
+    "classification.run_batch": {"queue": "batch"},
+    "classification.reap_stale_batches": {"queue": "batch"},
 }
 # Publishing gives up quickly when the broker is down; the caller records the failure.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
@@ -315,7 +347,10 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # --- MLflow, Ultralytics and the mlops package ----------------------------------------------
 MLFLOW_TRACKING_URI = env.str("MLFLOW_TRACKING_URI", default=f"sqlite:///{VAR_DIR / 'mlflow.db'}")
 MLFLOW_REGISTRY_URI = env.str("MLFLOW_REGISTRY_URI", default=MLFLOW_TRACKING_URI)
-MLFLOW_ARTIFACT_ROOT = env.str("MLFLOW_ARTIFACT_ROOT", default=str(VAR_DIR / "mlartifacts"))
+# Where new experiments keep their artifacts. Unset: under var/ for the embedded store; with a tracking
+# server (http/https), wherever the server keeps them (`mlflow server --serve-artifacts
+# --artifacts-destination s3://...`: clients upload and download through the server).
+MLFLOW_ARTIFACT_ROOT = env.str("MLFLOW_ARTIFACT_ROOT", default=default_artifact_root(MLFLOW_TRACKING_URI, VAR_DIR))
 MLFLOW_EXPERIMENT = env.str("MLFLOW_EXPERIMENT", default="modelyard")
 MLFLOW_UI_URL = env.str("MLFLOW_UI_URL", default="")
 
@@ -428,6 +463,12 @@ TRAINING_STALE_AFTER_SECONDS = env.int("TRAINING_STALE_AFTER_SECONDS", default=9
 # `make run` trains these when the registry is empty, and promotes them once trained.
 BOOTSTRAP_DETECTOR_EPOCHS = env.int("BOOTSTRAP_DETECTOR_EPOCHS", default=30)
 BOOTSTRAP_DETECTOR_IMGSZ = env.int("BOOTSTRAP_DETECTOR_IMGSZ", default=160)
+# The first detector: "pretrained" registers Ultralytics' COCO-pretrained yolo26n (80 classes) as
+# DEFAULT_DETECTION_MODEL, "shapes" trains one on synthetic shapes, "auto" tries the first and falls
+# back to the second within seconds when Ultralytics' releases cannot be reached.
+BOOTSTRAP_DETECTOR = env.str("BOOTSTRAP_DETECTOR", default="auto")
+if BOOTSTRAP_DETECTOR not in ("auto", "pretrained", "shapes"):
+    raise ImproperlyConfigured(f"BOOTSTRAP_DETECTOR must be auto, pretrained or shapes, not {BOOTSTRAP_DETECTOR!r}")
 
 # --- Alerting -------------------------------------------------------------------------------
 # Email channels send through Django's email backend: smtp://user:password@host:port (or

@@ -16,6 +16,7 @@ def mlops_config() -> MlopsConfig:
         registry_uri=settings.MLFLOW_REGISTRY_URI,
         artifact_root=settings.MLFLOW_ARTIFACT_ROOT,
         experiment=settings.MLFLOW_EXPERIMENT,
+        s3_endpoint_url=settings.S3_ENDPOINT_URL,
         max_image_pixels=settings.MAX_IMAGE_PIXELS,
         max_image_side=settings.MAX_IMAGE_SIDE,
     )

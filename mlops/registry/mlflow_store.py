@@ -69,17 +69,20 @@ class MlflowModelRegistry:
         return self._client
 
     def experiment_id(self, name: str | None = None) -> str:
-        """The id of our experiment, created with its artifacts under the configured root."""
+        """The id of our experiment, created with its artifacts under the configured root (no root: where
+        the tracking server puts them)."""
         from mlflow.exceptions import MlflowException
 
         name = name or self.config.experiment
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        root = self.config.artifact_root
-        location = Path(root).resolve().as_uri() if local_path_of(root) is not None else root
+        root = self.config.artifact_root.rstrip("/")
+        location = None
+        if root:
+            location = f"{Path(root).resolve().as_uri() if local_path_of(root) is not None else root}/{name}"
         try:
-            return self.client.create_experiment(name, artifact_location=f"{location}/{name}")
+            return self.client.create_experiment(name, artifact_location=location)
         except MlflowException:
             # Another process created it between our lookup and create.
             experiment = self.client.get_experiment_by_name(name)

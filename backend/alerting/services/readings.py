@@ -270,7 +270,9 @@ MODEL_READERS = {
 
 # -- the installation ----------------------------------------------------------------------------
 def _disk_free(rule: AlertRule, now: datetime) -> Observation:
-    folders = {"var": settings.VAR_DIR, "media": settings.MEDIA_ROOT}
+    folders = {"var": settings.VAR_DIR}
+    if not settings.MEDIA_BUCKET:  # media in a bucket take no local disk
+        folders["media"] = settings.MEDIA_ROOT
     free = {}
     for name, folder in folders.items():
         usage = shutil.disk_usage(_existing(Path(folder)))
