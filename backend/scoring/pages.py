@@ -11,8 +11,9 @@ from django.views.decorators.http import require_http_methods
 from backend.core.services import record_prediction_error
 from backend.scoring import services
 from backend.scoring.models import TabularPrediction
-from backend.serving.services import Requester, model_info
-from mlops.exceptions import MlopsError, NotFound
+from backend.serving.pages import model_context
+from backend.serving.services import Requester
+from mlops.exceptions import MlopsError
 
 
 def _fields(schema: list[dict], submitted) -> list[dict]:
@@ -53,11 +54,10 @@ def _record(fields: list[dict]) -> dict:
 @require_http_methods(["GET", "POST"])
 def scoring_page(request):
     model_name = request.GET.get("model") or settings.DEFAULT_TABULAR_MODEL
-    context = {"model_name": model_name, "nav": "score", "result": None, "error": ""}
-    try:
-        info = model_info(model_name)
-    except NotFound:
-        return render(request, "scoring/score.html", {**context, "model": None})
+    context = {"model_name": model_name, "nav": "score", "result": None, "error": "", **model_context(model_name)}
+    info = context["model"]
+    if info is None:
+        return render(request, "scoring/score.html", context)
     schema = info.get("feature_schema") or []
     fields = _fields(schema, request.POST if request.method == "POST" else {})
     context.update(model=info, fields=fields)

@@ -14,8 +14,8 @@ from rest_framework.views import APIView
 from backend.core.pagination import Pagination
 from backend.core.serializers import ErrorResponseSerializer
 from backend.serving.permissions import CreateOpenListSignedIn
-from backend.serving.serializers import ModelInfoSerializer
-from backend.serving.services import model_info
+from backend.serving.serializers import ModelAvailabilitySerializer, ModelInfoSerializer
+from backend.serving.services import model_availability, model_info
 from backend.serving.throttling import PredictionThrottle, ReadBackThrottle
 
 
@@ -101,6 +101,17 @@ class ModelInfo(APIView):
     )
     def get(self, request, name):
         return Response(model_info(name))
+
+
+class ModelAvailability(APIView):
+    """Whether a model answers now, or what it waits for: its production version, or the progress of
+    the training job that makes its first one. Always 200: a name nobody registered is "missing"."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: ModelAvailabilitySerializer})
+    def get(self, request, name):
+        return Response(model_availability(name))
 
 
 COMPAT_DEFAULT_MODELS = {"detection": "DEFAULT_DETECTION_MODEL", "classification": "DEFAULT_CLASSIFICATION_MODEL"}

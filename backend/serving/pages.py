@@ -3,7 +3,9 @@ own uploads show up in their history) and the model a page calls, or why it cann
 
 from __future__ import annotations
 
-from backend.serving.services import model_info
+from django.urls import reverse
+
+from backend.serving.services import model_availability, model_info
 from mlops.exceptions import NotFound
 
 
@@ -14,10 +16,18 @@ def ensure_session(request) -> str:
 
 
 def model_context(model_name: str) -> dict:
+    """The model a page calls and whether it answers now; until it does, the training job it waits for
+    (`availability`, what the page then polls at `availability_url` to switch to its form by itself)."""
+    availability = model_availability(model_name)
+    context = {
+        "availability": availability,
+        "availability_url": reverse("api-model-availability", args=[model_name]),
+        "training_job": availability["training_job"],
+    }
     try:
-        return {"model": model_info(model_name), "model_missing": False}
+        return {**context, "model": model_info(model_name), "model_missing": False}
     except NotFound:
-        return {"model": None, "model_missing": True}
+        return {**context, "model": None, "model_missing": True}
 
 
 def visible_to(request, queryset) -> tuple:

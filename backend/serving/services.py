@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.urls import reverse
 
 from backend.registry.models import Deployment, ModelVersion, RegisteredModel
 from backend.serving.loading import ServingVersion, model_server, production_version
@@ -61,10 +62,15 @@ def served_model(model_name: str, kind: str) -> ServedModel:
     return served
 
 
+def training_job_for(model_name: str) -> TrainingJob | None:
+    """The oldest queued or running training job of `model_name` (the one its first version waits for)."""
+    active = [TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING]
+    return TrainingJob.objects.filter(model_name=model_name, status__in=active).order_by("created_at").first()
+
+
 def raise_if_training(model_name: str) -> None:
     """503 naming the training job when the model's first version is still being trained."""
-    active = [TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING]
-    job = TrainingJob.objects.filter(model_name=model_name, status__in=active).order_by("created_at").first()
+    job = training_job_for(model_name)
     if job is not None:
         raise ModelUnavailable(
             f"{model_name!r} has no version in production yet: training job #{job.pk} is {job.status}"
@@ -100,6 +106,52 @@ def inference_slot(predictor):
 
 
 # -- model info -------------------------------------------------------------------------------------
+class Availability:
+    """Whether a model can answer now, or what it waits for (the states of model_availability)."""
+
+    SERVING = "serving"  # a version is in production
+    TRAINING = "training"  # nothing in production; a training job for it is queued or running
+    NOT_IN_PRODUCTION = "not_in_production"  # versions registered, none promoted, nothing training
+    MISSING = "missing"  # no such model and nothing training for it
+
+
+def model_availability(model_name: str) -> dict:
+    """Can `model_name` answer now, and if not, what it waits for: its production version, or the
+    training job that will make its first one (status and progress). What the pages show and poll."""
+    model = RegisteredModel.objects.filter(name=model_name).first()
+    version = model.versions.filter(status=ModelVersion.Status.PRODUCTION).first() if model is not None else None
+    job = training_job_for(model_name) if version is None else None
+    if version is not None:
+        state = Availability.SERVING
+    elif job is not None:
+        state = Availability.TRAINING
+    elif model is not None and model.versions.exists():
+        state = Availability.NOT_IN_PRODUCTION
+    else:
+        state = Availability.MISSING
+    return {
+        "name": model_name,
+        "state": state,
+        "kind": model.kind if model is not None else (job.kind if job is not None else None),
+        "production": {"version": version.version, "label": version.semantic_label} if version else None,
+        "training_job": _job_progress(job) if job is not None else None,
+    }
+
+
+def _job_progress(job: TrainingJob) -> dict:
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "stage": job.stage,
+        "step_unit": job.step_unit,
+        "epoch": job.epoch,
+        "epochs": job.epochs,
+        "progress": round(job.progress, 1),
+        "progress_text": job.progress_text(),
+        "url": reverse("training:job-detail", args=[job.pk]),
+    }
+
+
 def model_info(model_name: str) -> dict:
     """What a client needs to call a model: production version and metrics, classes or features, input size."""
     model = RegisteredModel.objects.named(model_name)

@@ -325,6 +325,7 @@ def test_finishing_is_conditional_on_the_state():
     DEFAULT_TABULAR_MODEL="boot-tabular",
     BOOTSTRAP_DETECTOR_EPOCHS=7,
     BOOTSTRAP_DETECTOR_IMGSZ=96,
+    BOOTSTRAP_DETECTOR="shapes",  # the pretrained first detector: test_bootstrap_detector.py
 )
 def test_bootstrap_models_queues_each_default_model_once():
     out = StringIO()

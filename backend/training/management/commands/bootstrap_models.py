@@ -2,11 +2,16 @@
 
 `make run` calls this before the processes start; the trainer worker picks the jobs up and
 promotes each version once its smoke test passes, so a newcomer's first upload gets an answer.
+The first detector is Ultralytics' COCO-pretrained yolo26n when its weights can be had
+(BOOTSTRAP_DETECTOR=auto or pretrained): downloaded, exported to ONNX, registered and promoted here,
+in seconds; the shapes detector is trained only when they cannot (auto) or when asked (shapes).
 Idempotent: a model that already has versions, or a job queued or running, is left alone.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,10 +19,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from backend.registry.models import RegisteredModel
+from backend.registry.services import model_registry, promote_version, record_version
 from backend.training import services
 from backend.training.models import TrainingJob
 from backend.training.reaper import reap_stale_jobs
 from backend.training.runner import HEARTBEAT_S
+from mlops.exceptions import MlopsError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,24 @@ class Command(BaseCommand):
         active = services.active_job_for(plan.model_name)
         if active is not None:
             return f"training job #{active.pk} is already {active.status}; nothing to do"
+        instead = ""
+        if plan.kind == TrainingJob.Kind.DETECTION and settings.BOOTSTRAP_DETECTOR != "shapes":
+            try:
+                return self._pretrained_detector(plan.model_name)
+            except MlopsError as exc:
+                only_pretrained = settings.BOOTSTRAP_DETECTOR == "pretrained"
+                logger.warning(
+                    "bootstrap.pretrained_unavailable model=%s reason=%r: %s",
+                    plan.model_name,
+                    exc.message,
+                    "nothing queued (BOOTSTRAP_DETECTOR=pretrained)" if only_pretrained else "training shapes instead",
+                )
+                if only_pretrained:
+                    return (
+                        f"the COCO-pretrained detector could not be had ({exc.message}); nothing queued "
+                        "(BOOTSTRAP_DETECTOR=pretrained; set it to auto or shapes to train one instead)"
+                    )
+                instead = f"the COCO-pretrained detector could not be had ({exc.message}), so "
         try:
             job = services.start_job(
                 plan.kind,
@@ -88,4 +115,22 @@ class Command(BaseCommand):
             )
         except services.JobConflict:
             return "another bootstrap queued it just now; nothing to do"
-        return f"queued training job #{job.pk} (auto-promote); follow it at /training/jobs/{job.pk}/"
+        return f"{instead}queued training job #{job.pk} (auto-promote); follow it at /training/jobs/{job.pk}/"
+
+    def _pretrained_detector(self, model_name: str) -> str:
+        """Register and promote Ultralytics' COCO-pretrained yolo26n as `model_name`; MlopsError if it cannot."""
+        from mlops.training.pretrained import COCO_DETECTOR_WEIGHTS, register_pretrained_detector  # torch: only here
+
+        started = time.monotonic()
+        registry = model_registry()
+        info = register_pretrained_detector(registry, model_name, asset=COCO_DETECTOR_WEIGHTS)
+        version = record_version(info, metadata=registry.load_metadata(info))
+        # No person asked: the system promotes it, after the same smoke test as every promotion.
+        promote_version(
+            version, reason=f"bootstrap_models: {COCO_DETECTOR_WEIGHTS} pretrained on COCO, the first detector"
+        )
+        classes = len(version.metadata.get("class_names") or [])
+        return (
+            f"registered and promoted {version.semantic_label} (version {version.version}): Ultralytics' "
+            f"COCO-pretrained {COCO_DETECTOR_WEIGHTS} ({classes} classes) in {time.monotonic() - started:.0f}s"
+        )
