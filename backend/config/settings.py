@@ -460,6 +460,9 @@ API_TRUSTED_PROXIES = _networks("API_TRUSTED_PROXIES", default=[])
 TRAINING_DATA_DIR = Path(env.str("TRAINING_DATA_DIR", default=str(VAR_DIR / "datasets")))
 # A running job whose worker has not reported for this long is marked failed by the reaper.
 TRAINING_STALE_AFTER_SECONDS = env.int("TRAINING_STALE_AFTER_SECONDS", default=900)
+# The device YOLO jobs train on when a job does not name one: "" keeps params.yaml's (cpu); "0" or
+# "0,1" for CUDA GPUs of a trainer host, "mps" on Apple silicon. Set it per trainer host.
+TRAINING_DEVICE = env.str("TRAINING_DEVICE", default="")
 # `make run` trains these when the registry is empty, and promotes them once trained.
 BOOTSTRAP_DETECTOR_EPOCHS = env.int("BOOTSTRAP_DETECTOR_EPOCHS", default=30)
 BOOTSTRAP_DETECTOR_IMGSZ = env.int("BOOTSTRAP_DETECTOR_IMGSZ", default=160)

@@ -225,6 +225,7 @@ def _run(job: TrainingJob, reporter: JobReporter) -> str:
     config = mlops_config()
     config.apply_process_env()
     trainer_params, data_options = split_params(job.params, search=job.kind == Kind.SEARCH)
+    trainer_params = with_training_device(job.kind, trainer_params)
     reporter.on_stage("preparing data")
     dataset = prepared_dataset(
         job.dataset,
@@ -255,6 +256,13 @@ def _run(job: TrainingJob, reporter: JobReporter) -> str:
         steps=reporter.epoch if job.kind == Kind.SEARCH else outcome.epochs_run,
     )
     return TrainingJob.Status.SUCCEEDED
+
+
+def with_training_device(kind: str, trainer_params: dict) -> dict:
+    """YOLO jobs train on TRAINING_DEVICE (a GPU host's "0", "0,1", "mps") unless the job names its own."""
+    if kind in (Kind.DETECTION, Kind.CLASSIFICATION) and settings.TRAINING_DEVICE:
+        return {"device": settings.TRAINING_DEVICE, **trainer_params}
+    return trainer_params
 
 
 def _train(job: TrainingJob, config, trainer_params: dict, dataset, reporter: JobReporter):
