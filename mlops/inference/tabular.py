@@ -1,7 +1,9 @@
 """Tabular scoring: records checked against the saved feature schema, assembled by name, scored.
 
 XGBoost scores a NumPy row with swapped columns without complaint, so a record is never turned
-into a row by its key order: columns are always built by feature name in schema order. The ONNX
+into a row by its key order: columns are always built by feature name in schema order. A batch is
+checked as one array (key sets, value types, finiteness, range, whole numbers) and only a batch that
+fails goes record by record, to name the first bad record and field. The ONNX
 scorer (converted by `convert.xgboost_json_to_onnx`) is what serving runs; the XGBoost scorer is
 the fallback for a version without an ONNX file and imports xgboost only when constructed.
 """
@@ -11,9 +13,11 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import operator
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from itertools import chain, repeat
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +93,29 @@ class TabularPrediction:
         return {"label": self.label, "class_id": self.class_id, "probabilities": dict(self.probabilities)}
 
 
+@dataclass(frozen=True)
+class TabularScores:
+    """A batch scored: each row's probabilities (columns in class order) and predicted class, as arrays."""
+
+    class_names: tuple[str, ...]
+    probabilities: np.ndarray  # (records, classes), float64
+    class_ids: np.ndarray  # (records,), the first class of highest probability
+
+    def labels(self) -> list[str]:
+        return [self.class_names[class_id] for class_id in self.class_ids.tolist()]
+
+    def as_dicts(self) -> list[dict]:
+        """One {"label", "class_id", "probabilities"} per record, in record order."""
+        names = self.class_names
+        return [
+            {"label": names[class_id], "class_id": class_id, "probabilities": dict(zip(names, row, strict=True))}
+            for class_id, row in zip(self.class_ids.tolist(), self.probabilities.tolist(), strict=True)
+        ]
+
+    def predictions(self) -> list[TabularPrediction]:
+        return [TabularPrediction(**item) for item in self.as_dicts()]
+
+
 def _invalid(index: int, name: str | None, problem: str, message: str) -> InvalidInput:
     where = f"record {index}" if name is None else f"record {index}, field {name!r}"
     return InvalidInput(
@@ -108,9 +135,15 @@ class _SchemaScorer:
         if len(self.class_names) < 2:
             raise MlopsError("A tabular classifier needs at least two class names.", code="model_invalid")
         self._known = frozenset(self.feature_names)
+        self._in_schema_order = operator.itemgetter(*self.feature_names)
+        self._int_columns = [i for i, feature in enumerate(self.features) if feature.dtype == "int"]
 
     def validate(self, records: Sequence[Mapping]) -> np.ndarray:
-        """Check every record against the schema and build a float32 matrix, columns in schema order."""
+        """Check every record against the schema and build a float32 matrix, columns in schema order.
+
+        The whole batch is checked at once; a batch that fails is checked again record by record, which
+        raises InvalidInput naming the first bad record and field.
+        """
         if isinstance(records, Mapping) or not isinstance(records, Sequence) or isinstance(records, str | bytes):
             raise InvalidInput("records must be a list of objects.", code="invalid_record", details={"problem": "type"})
         if not records:
@@ -119,6 +152,39 @@ class _SchemaScorer:
             raise InvalidInput(
                 f"At most {MAX_RECORDS} records per request.", code="invalid_record", details={"problem": "too_many"}
             )
+        matrix = self._checked_batch(records)
+        return matrix if matrix is not None else self._checked_one_by_one(records)
+
+    def _checked_batch(self, records: Sequence) -> np.ndarray | None:
+        """The matrix of a batch of plain JSON records that all pass, checked as arrays; None otherwise.
+
+        None never means a bad record: it sends the batch to `_checked_one_by_one`, which decides (it also
+        accepts what this refuses to judge, e.g. a Mapping that is not a dict, or a numbers.Real that is
+        neither int nor float).
+        """
+        if not all(type(record) is dict for record in records):
+            return None
+        if not all(map(operator.eq, map(dict.keys, records), repeat(self._known))):
+            return None  # an unknown or a missing field
+        rows = list(map(self._in_schema_order, records))
+        if len(self.features) == 1:
+            rows = [(value,) for value in rows]
+        if not {type(value) for value in chain.from_iterable(rows)} <= {float, int}:
+            return None  # bool, str, None, nested values: each gets its own message
+        try:
+            values = np.array(rows, dtype=np.float64)
+        except (OverflowError, ValueError, TypeError):  # an integer no float holds
+            return None
+        magnitude = np.abs(values)
+        if not (magnitude <= FLOAT32_MAX).all():  # also false for NaN; JSON has no infinity, Python has
+            return None
+        if self._int_columns:
+            whole = values[:, self._int_columns]
+            if not (whole == np.floor(whole)).all():
+                return None
+        return values.astype(np.float32)
+
+    def _checked_one_by_one(self, records: Sequence) -> np.ndarray:
         matrix = np.empty((len(records), len(self.features)), dtype=np.float32)
         for index, record in enumerate(records):
             if not isinstance(record, Mapping):
@@ -132,27 +198,21 @@ class _SchemaScorer:
                 matrix[index, column] = _checked_value(index, feature, record[feature.name])
         return matrix
 
-    def _labelled(self, probabilities: np.ndarray) -> list[TabularPrediction]:
+    def _scored(self, probabilities: np.ndarray) -> TabularScores:
         if probabilities.ndim != 2 or probabilities.shape[1] != len(self.class_names):
             raise MlopsError(
                 f"The model returned probabilities of shape {probabilities.shape} for {len(self.class_names)} classes.",
                 code="model_invalid",
             )
-        predictions = []
-        for row in probabilities.tolist():
-            class_id = max(range(len(row)), key=row.__getitem__)
-            predictions.append(
-                TabularPrediction(
-                    label=self.class_names[class_id],
-                    class_id=class_id,
-                    probabilities=dict(zip(self.class_names, row, strict=True)),
-                )
-            )
-        return predictions
+        return TabularScores(tuple(self.class_names), probabilities, probabilities.argmax(axis=1))
+
+    def score(self, records: Sequence[Mapping]) -> TabularScores:
+        """Validate and score a batch of records; InvalidInput names the first bad record and field."""
+        return self._scored(self.predict_proba(self.validate(records)))
 
     def predict(self, records: Sequence[Mapping]) -> list[TabularPrediction]:
         """Validate, score and label records; InvalidInput names the first bad record and field."""
-        return self._labelled(self.predict_proba(self.validate(records)))
+        return self.score(records).predictions()
 
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         raise NotImplementedError
