@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -77,17 +76,16 @@ def stats(values: list[float]) -> dict:
     }
 
 
-def procfile_web_command(bind: str, workers: int, threads: int) -> list[str]:
-    """The Procfile's `web` line with its ${VAR:-default} placeholders filled in."""
+def web_command(bind: str, workers: int, threads: int) -> tuple[list[str], dict[str, str]]:
+    """The Procfile's `web` process (scripts/start.sh web) and the environment gunicorn.conf.py reads."""
     line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    values = {"BIND": bind, "WEB_WORKERS": str(workers), "WEB_THREADS": str(threads)}
-    command = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: values.get(m.group(1), m.group(2)), line.removeprefix("web:"))
-    parts = command.split()
-    # The access log on stdout costs a write per request and is not what is measured.
-    if "--access-logfile" in parts:
-        index = parts.index("--access-logfile")
-        del parts[index : index + 2]
-    return parts
+    environment = {
+        "BIND": bind,
+        "WEB_WORKERS": str(workers),
+        "WEB_THREADS": str(threads),
+        "WEB_ACCESS_LOG": "",  # the access log costs a write per request and is not what is measured
+    }
+    return line.removeprefix("web:").split(), environment
 
 
 def children_of(pid: int) -> list[int]:
@@ -188,12 +186,12 @@ class Environment:
 
     def gunicorn(self, workers: int, threads: int) -> tuple[subprocess.Popen, str, float]:
         port = free_port()
-        command = procfile_web_command(f"127.0.0.1:{port}", workers, threads)
+        command, knobs = web_command(f"127.0.0.1:{port}", workers, threads)
         log = (self.work / f"gunicorn-{port}.log").open("wb")
         started = time.perf_counter()
-        # The Procfile line names gunicorn; find it beside this interpreter (the project's virtualenv).
+        # scripts/start.sh runs gunicorn; find it beside this interpreter (the project's virtualenv).
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        env = {**os.environ, "PATH": path}
+        env = {**os.environ, **knobs, "PATH": path}
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process, f"http://127.0.0.1:{port}", started
