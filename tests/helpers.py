@@ -6,15 +6,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def wait_until(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
-    """Poll `predicate` until it returns a truthy value; fail the test with `what` after `timeout`."""
+def wait_until(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition", details=None):
+    """Poll `predicate` until it returns a truthy value; fail the test with `what` after `timeout`
+    (and what `details()` returns then, e.g. the logs of the processes waited for)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+    pytest.fail(f"timed out after {timeout}s waiting for {what}" + (f"\n{details()}" if details else ""))
 
 
 class Scrape:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.helpers import wait_until
 from tests.scaleout.cluster import HOSTNAMES, MLFLOW_PORT, PROCESSES, Cluster, scale_out
 from tests.scaleout.netns import NamespacesNotPermitted, check_permitted
 
@@ -33,13 +34,10 @@ SECOND_JOB = {"kind": "tabular", "model_name": MODEL, "params": {"n_estimators":
 
 
 def wait_for(predicate, *, timeout: float, what: str, cluster: Cluster, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; logs in {cluster.workdir / 'logs'}\n{cluster.logs()}")
+    """wait_until, failing with the cluster's logs."""
+    return wait_until(
+        predicate, timeout, interval, what=f"{what}; logs in {cluster.workdir / 'logs'}", details=cluster.logs
+    )
 
 
 @pytest.fixture(scope="module")
