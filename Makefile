@@ -47,7 +47,7 @@ system-run:
 	@bash scripts/ensure_system_packages.sh redis-server
 
 system-test:
-	@bash scripts/ensure_system_packages.sh redis-server postgresql chromium prometheus
+	@bash scripts/ensure_system_packages.sh redis-server postgresql chromium prometheus iproute2
 
 redis: system-run
 	@bash scripts/ensure_redis.sh
