@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[3]
 PROCESSES = 5
 OPERATIONS = 50
 
-# One worker process: waits for "go" on stdin, runs its operations one after another, prints one
-# JSON line per attempt. Anything but a registry refusal is reported with its traceback.
+# One worker process: waits for "go" on stdin, runs its operations one after another (retrying an
+# operation refused because production moved, as a client told to look again would), prints one
+# JSON line per operation. Anything but a registry refusal is reported with its traceback.
 WORKER = """
 import json, sys, traceback
 import django
@@ -39,23 +40,30 @@ from backend.registry.models import ModelVersion, RegisteredModel
 from mlops.exceptions import MlopsError, SmokeTestFailed
 
 operations = json.loads(sys.argv[1])
+RETRIES = 5
 print("ready", flush=True)
 sys.stdin.readline()
+def attempt(kind, pk):
+    if kind == "promote":
+        version = ModelVersion.objects.select_related("model").get(pk=pk)
+        return services.promote_version(version, reason="race")
+    return services.rollback_model(RegisteredModel.objects.get(pk=pk), reason="race")
+
 for kind, pk in operations:
-    result = {"kind": kind, "pk": pk}
-    try:
-        if kind == "promote":
-            version = ModelVersion.objects.select_related("model").get(pk=pk)
-            deployment = services.promote_version(version, reason="race")
-        else:
-            deployment = services.rollback_model(RegisteredModel.objects.get(pk=pk), reason="race")
-        result.update(outcome="ok", deployment=deployment.pk)
-    except SmokeTestFailed as exc:
-        result.update(outcome="smoke_test_failed", deployment=exc.details["deployment"], message=exc.message)
-    except MlopsError as exc:
-        result.update(outcome="refused", code=exc.code, message=exc.message)
-    except Exception as exc:
-        result.update(outcome="error", error=repr(exc), traceback=traceback.format_exc())
+    result = {"kind": kind, "pk": pk, "tries": 0}
+    while True:  # a refusal because production moved says "look again and retry": a client does
+        result["tries"] += 1
+        try:
+            result.update(outcome="ok", deployment=attempt(kind, pk).pk)
+        except SmokeTestFailed as exc:
+            result.update(outcome="smoke_test_failed", deployment=exc.details["deployment"], message=exc.message)
+        except MlopsError as exc:
+            result.update(outcome="refused", code=exc.code, message=exc.message)
+            if exc.code == "production_moved" and result["tries"] < RETRIES:
+                continue
+        except Exception as exc:
+            result.update(outcome="error", error=repr(exc), traceback=traceback.format_exc())
+        break
     print("result " + json.dumps(result), flush=True)
 """
 
