@@ -40,10 +40,14 @@ def check_upload_size(size: int | None) -> None:
         )
 
 
-def decode_upload(data: bytes) -> Image.Image:
-    """The upload decoded as the models see it (EXIF applied, 8-bit RGB), under MAX_IMAGE_PIXELS / MAX_IMAGE_SIDE."""
+def decode_upload(data: bytes, *, fit: tuple[int, int] | None = None) -> Image.Image:
+    """The upload decoded as the models see it (EXIF applied, 8-bit RGB), under MAX_IMAGE_PIXELS / MAX_IMAGE_SIDE.
+
+    `fit` (height, width): a JPEG far larger is decoded at a reduced scale, never below what fits
+    (images.decode_image); `images.source_size` gives the upload's size.
+    """
     config = mlops_config()
-    return decode_image(data, max_pixels=config.max_image_pixels, max_side=config.max_image_side)
+    return decode_image(data, max_pixels=config.max_image_pixels, max_side=config.max_image_side, fit=fit)
 
 
 def storage_name(folder: str, prediction_id: uuid.UUID, data: bytes) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from mlops.exceptions import InvalidInput, MlopsError
-from mlops.inference.images import to_rgb
+from mlops.inference.images import source_size, to_rgb
 from mlops.inference.runtime import custom_metadata, literal, open_session
 
 logger = logging.getLogger(__name__)
@@ -234,6 +234,19 @@ def _as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
     return np.asarray(to_rgb(image))
 
 
+def _source(image: Image.Image | np.ndarray) -> tuple[int, int] | None:
+    """The upload's (width, height) when `image` was decoded from it at a reduced scale, else None."""
+    if isinstance(image, Image.Image) and source_size(image) != image.size:
+        return source_size(image)
+    return None
+
+
+def _scaled_to(xyxy: np.ndarray, width: int, height: int, source: tuple[int, int]) -> np.ndarray:
+    """Boxes in a (width, height) image mapped onto the same picture at `source` size."""
+    gain = np.array([source[0] / width, source[1] / height] * 2, dtype=np.float32)
+    return (xyxy * gain).clip(0, np.array([source[0], source[1]] * 2, dtype=np.float32))
+
+
 def _build_boxes(
     xyxy: np.ndarray, scores: np.ndarray, classes: np.ndarray, width: int, height: int, names: list[str]
 ) -> tuple[Box, ...]:
@@ -344,7 +357,11 @@ class OnnxDetector:
     def predict(
         self, image: Image.Image | np.ndarray, conf: float = 0.25, iou: float = 0.7, max_det: int = 300
     ) -> DetectionResult:
-        """Detect objects in an RGB image (a Pillow image, or an HxWx3 uint8 RGB array)."""
+        """Detect objects in an RGB image (a Pillow image, or an HxWx3 uint8 RGB array).
+
+        A Pillow image decoded at a reduced scale (images.decode_image with `fit`) gets its boxes,
+        width and height in the upload's own pixels.
+        """
         check_thresholds(conf, iou, max_det)
         started = time.perf_counter()
         rgb = _as_rgb_array(image)
@@ -353,7 +370,9 @@ class OnnxDetector:
         prepared = time.perf_counter()
         output = self.session.run(self.output_names, {self.input_name: tensor})[0]
         ran = time.perf_counter()
-        boxes = self.decode(output, box, width, height, conf=conf, iou=iou, max_det=max_det)
+        source = _source(image)
+        boxes = self.decode(output, box, width, height, conf=conf, iou=iou, max_det=max_det, source=source)
+        width, height = source or (width, height)
         done = time.perf_counter()
         return DetectionResult(
             boxes=boxes,
@@ -400,9 +419,22 @@ class OnnxDetector:
         return tensor
 
     def decode(
-        self, output: np.ndarray, box: Letterbox, width: int, height: int, *, conf: float, iou: float, max_det: int
+        self,
+        output: np.ndarray,
+        box: Letterbox,
+        width: int,
+        height: int,
+        *,
+        conf: float,
+        iou: float,
+        max_det: int,
+        source: tuple[int, int] | None = None,
     ) -> tuple[Box, ...]:
-        """Turn the raw output into boxes in the original image, in either head layout."""
+        """Turn the raw output into boxes in the original image, in either head layout.
+
+        `source` is the (width, height) of the upload when the image was decoded at a reduced scale
+        (images.source_size): the boxes are scaled up to it.
+        """
         prediction = np.asarray(output, dtype=np.float32)
         if prediction.ndim != 3 or prediction.shape[0] != 1:
             raise MlopsError(f"Unexpected detector output shape {prediction.shape}.", code="model_invalid")
@@ -420,6 +452,8 @@ class OnnxDetector:
             xyxy[:, [1, 3]] /= np.float32(box.gain_y)
             xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
             xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
+        if source is not None:
+            xyxy, (width, height) = _scaled_to(xyxy, width, height, source), source
         return _build_boxes(xyxy, scores, classes, width, height, self.class_names)
 
     @staticmethod
@@ -528,7 +562,10 @@ class TorchDetector:
                 bgr, imgsz=list(self.input_size), conf=conf, iou=iou, max_det=max_det, rect=self.rect, verbose=False
             )[0]
         data = result.boxes.data.cpu().numpy().astype(np.float32)
-        boxes = _build_boxes(data[:, :4], data[:, 4], data[:, 5].astype(np.intp), width, height, self.class_names)
+        xyxy, source = data[:, :4], _source(image)
+        if source is not None:
+            xyxy, (width, height) = _scaled_to(xyxy, width, height, source), source
+        boxes = _build_boxes(xyxy, data[:, 4], data[:, 5].astype(np.intp), width, height, self.class_names)
         elapsed = (time.perf_counter() - started) * 1000
         return DetectionResult(boxes=boxes, width=width, height=height, inference_ms=elapsed, run_ms=elapsed)
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from mlops.inference.images import source_size
+
 FEATURE_SIDE = 256
 FEATURE_NAMES = ("width", "height", "brightness", "contrast", "sharpness", "colourfulness")
 BOX_DESCRIPTOR_NAMES = ("n_boxes", "mean_confidence", "max_confidence", "box_area_share")
@@ -25,7 +27,7 @@ def image_features(image: Image.Image) -> dict[str, float]:
     Sharpness is the variance of a 4-neighbour Laplacian of the luma; colourfulness is Hasler and
     Süsstrunk's metric (0 for a grey image, ~100+ for saturated ones).
     """
-    width, height = image.size
+    width, height = source_size(image)  # the upload's, also when it was decoded at a reduced scale
     small = _downscaled(image if image.mode == "RGB" else image.convert("RGB"))
     rgb = np.asarray(small, dtype=np.float32)
     red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]

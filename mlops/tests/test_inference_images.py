@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from mlops.exceptions import InputTooLarge, InvalidInput
-from mlops.inference.images import decode_image, image_format
+from mlops.inference.images import decode_image, image_format, source_size
 
 CAPS = {"max_pixels": 40_000_000, "max_side": 12_000}
 
@@ -65,7 +65,7 @@ def test_refusing_the_bomb_costs_no_memory():
 import resource, sys
 sys.path.insert(0, {str(__import__("pathlib").Path(__file__).resolve().parents[2])!r})
 from mlops.tests.test_inference_images import bomb_png
-from mlops.inference.images import decode_image, image_format
+from mlops.inference.images import decode_image, image_format, source_size
 from mlops.exceptions import InputTooLarge
 data = bomb_png()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -113,6 +113,42 @@ def test_exif_orientation_is_applied():
     # Rotated 90 degrees clockwise: the red left half is now on top.
     assert pixels[5, 10, 0] > 200 and pixels[5, 10, 2] < 60
     assert pixels[35, 10, 2] > 200 and pixels[35, 10, 0] < 60
+
+
+def photo(width: int, height: int) -> Image.Image:
+    """A smooth colour picture (gradients and a red square a fifth of the way in) of any size."""
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    pixels = np.stack(np.broadcast_arrays(x, y, (x + y) / 2), axis=-1).astype(np.uint8)
+    pixels[height // 5 : 2 * height // 5, width // 5 : 2 * width // 5] = (230, 20, 20)
+    return Image.fromarray(pixels)
+
+
+def test_a_jpeg_far_larger_than_the_model_input_is_decoded_at_a_reduced_scale():
+    data = encode(photo(4000, 3000), "JPEG", quality=90)
+    full = decode_image(data, **CAPS)
+    reduced = decode_image(data, **CAPS, fit=(640, 640))
+    # 1/4 scale: the largest reduction that still covers the 640x480 the model resizes it to.
+    assert full.size == source_size(full) == (4000, 3000)
+    assert reduced.size == (1000, 750) and source_size(reduced) == (4000, 3000)
+    assert reduced.mode == "RGB"
+    same = np.asarray(full.resize((1000, 750), Image.Resampling.BOX), dtype=np.int16)
+    assert np.abs(np.asarray(reduced, dtype=np.int16) - same).mean() < 2.0
+    # Just below twice the fitted size in one direction: decoded in full.
+    assert decode_image(encode(photo(1200, 900), "JPEG"), **CAPS, fit=(640, 640)).size == (1200, 900)
+
+
+def test_reduced_decode_keeps_the_upright_size_of_a_rotated_photo():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 4000x3000, shown 3000x4000
+    data = encode(photo(4000, 3000), "JPEG", quality=90, exif=exif.tobytes())
+    image = decode_image(data, **CAPS, fit=(640, 640))
+    assert image.size == (750, 1000) and source_size(image) == (3000, 4000)
+
+
+def test_only_jpegs_are_decoded_at_a_reduced_scale():
+    image = decode_image(encode(photo(2000, 1500), "PNG"), **CAPS, fit=(640, 640))
+    assert image.size == source_size(image) == (2000, 1500)
 
 
 def test_sixteen_bit_gradient_keeps_its_gradient():

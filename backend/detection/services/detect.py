@@ -81,8 +81,9 @@ def detect_image(
     requester = requester or Requester()
     params = params or DetectionParams()
     check_upload_size(len(data))
-    image = decode_upload(data)
     served = served_model(model_name or settings.DEFAULT_DETECTION_MODEL, "detection")
+    # A photo far larger than the model's input is decoded at the JPEG scale closest above it.
+    image = decode_upload(data, fit=served.predictor.input_size)
     with inference_slot(served.predictor):
         result = served.predictor.predict(image, conf=params.conf, iou=params.iou, max_det=params.max_det)
     boxes = [box.to_dict() for box in result.boxes]

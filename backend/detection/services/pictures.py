@@ -27,7 +27,7 @@ class ImageGone(MlopsError):
 
 
 def stored_image(detection: Detection) -> Image.Image:
-    """The stored upload decoded exactly as the model saw it (EXIF applied, RGB)."""
+    """The stored upload decoded as the model saw it (EXIF applied, RGB), at its full size."""
     if not detection.has_image:
         raise ImageGone("The image of this detection was deleted by the retention policy.")
     try:

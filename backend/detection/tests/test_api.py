@@ -152,6 +152,28 @@ def test_exif_rotated_upload_gives_the_boxes_of_the_upright_image(serve_trained,
     assert upload(client, exif_wide, "wide.jpg").json()["image"] == {"width": 300, "height": 200}
 
 
+def test_a_large_photo_is_answered_in_its_own_pixels(serve_trained, trained_detector):
+    serve_trained()
+    client = APIClient()
+    small, _ = best_sample(client, trained_detector.samples)
+    # The same picture as a 2048x2048 JPEG: decoded at 1/8 scale for the 64-px detector.
+    large = image_bytes(Image.open(io.BytesIO(small)).convert("RGB").resize((2048, 2048), Image.BICUBIC), "JPEG")
+    answer = upload(client, large, "large.jpg", conf=0.05)
+
+    assert answer.status_code == 201, answer.content
+    body = answer.json()
+    assert body["image"] == {"width": 2048, "height": 2048}
+    config = mlops_config()
+    reduced = decode_image(large, max_pixels=config.max_image_pixels, max_side=config.max_image_side, fit=(64, 64))
+    assert reduced.size == (256, 256)
+    direct = OnnxDetector(trained_detector.files.onnx, class_names=trained_detector.files.class_names)
+    assert body["boxes"] == [box.to_dict() for box in direct.predict(reduced, conf=0.05).boxes]
+    assert body["boxes"] and all(box["xyxy"][2] > 64 for box in body["boxes"])  # photo pixels, not the decode's
+    detection = Detection.objects.get(pk=body["id"])
+    assert (detection.features["width"], detection.features["height"]) == (2048, 2048)
+    assert Image.open(default_storage.open(detection.image.name)).size == (2048, 2048)  # stored as uploaded
+
+
 def test_16_bit_image_is_not_washed_out(serve_detector):
     serve_detector(0)
     # A 12-bit scan in a 16-bit container: a left-to-right ramp from 0 to 4095.
