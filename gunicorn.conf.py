@@ -32,6 +32,9 @@ threads = _positive_int("WEB_THREADS", 8)
 worker_class = "gthread"
 # A request (a large upload on a slow line, a model loading) may take this long before its worker is restarted.
 timeout = _positive_int("WEB_TIMEOUT", 120)
+# Seconds an idle keep-alive connection stays open. Behind a load balancer that reuses connections,
+# set it above the balancer's idle timeout, or a request sent as gunicorn closes the socket is reset.
+keepalive = _positive_int("WEB_KEEPALIVE", 2)
 # "-": the access log goes to standard output; a path writes it there; empty: no access log.
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None
 # gunicorn's control socket has one path per user (~/.gunicorn/gunicorn.ctl): several web servers on

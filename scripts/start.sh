@@ -3,7 +3,7 @@
 #   scripts/start.sh web|worker|trainer|monitor|beat
 # Each role replaces this shell with its server (exec), so signals reach it directly.
 #
-#   web      gunicorn (gunicorn.conf.py: BIND, WEB_WORKERS, WEB_THREADS, WEB_TIMEOUT, WEB_ACCESS_LOG)
+#   web      gunicorn (gunicorn.conf.py: BIND, WEB_WORKERS, WEB_THREADS, WEB_TIMEOUT, WEB_KEEPALIVE, WEB_ACCESS_LOG)
 #   worker   Celery on CELERY_QUEUES (default: default,batch), WORKER_CONCURRENCY processes
 #   trainer  Celery on the training queue: one job at a time, a fresh process per job
 #   monitor  Celery on the monitoring queue (drift, performance roll-ups, shadow comparisons)
