@@ -171,6 +171,17 @@ class RollbackPolicyAdmin(admin.ModelAdmin):
                     "latency_ratio"]  # fmt: skip
     list_editable = ["enabled"]
 
+    # A policy decides when the system rolls production back by itself: changing one is changing what
+    # serves, so it needs the registry's promote permission on top of the model permission. Viewing does not.
+    def has_add_permission(self, request) -> bool:
+        return super().has_add_permission(request) and may_promote(request.user)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and may_promote(request.user)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and may_promote(request.user)
+
 
 @admin.register(DeploymentWatch)
 class DeploymentWatchAdmin(admin.ModelAdmin):
