@@ -44,16 +44,41 @@ def serving_generation(model_name: str) -> int:
     return int(value)
 
 
+# Raise the stored generation, never lower it: two promotions committing close together may announce
+# themselves out of order, and the older one must not put its (lower) deployment id back.
+_RAISE = """
+local current = redis.call('GET', KEYS[1])
+if current and tonumber(current) and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
 def set_serving_generation(model_name: str, generation: int) -> None:
+    """Store `generation` unless a higher one is already there (a later promotion got in first)."""
     try:
-        cache.set(_key(model_name), int(generation), timeout=None)
+        key = cache.make_and_validate_key(_key(model_name))
+        client = cache._cache.get_client(key, write=True)  # the redis-py client of Django's RedisCache
+        client.eval(_RAISE, 1, key, int(generation))
     except Exception:  # noqa: BLE001  (serving falls back to the database when the cache is down)
         logger.warning("serving.generation_not_cached model=%s generation=%s", model_name, generation)
 
 
+def _reset_serving_generation(model_name: str, generation: int) -> None:
+    try:
+        cache.set(_key(model_name), int(generation), timeout=None)
+    except Exception:  # noqa: BLE001
+        logger.warning("serving.generation_not_cached model=%s generation=%s", model_name, generation)
+
+
 def reconcile_generations() -> dict[str, dict]:
-    """Repair the cached generation of every model from the database (beat, every minute): a write
-    that failed when a version was promoted would otherwise leave warm processes on the old one."""
+    """Repair the cached generation of every model from the database (beat, every minute).
+
+    Below the database: a write that failed when a version was promoted would leave warm processes on
+    the old version. Above it: the database was restored from a backup taken before later
+    promotions; new deployment ids would stay below the cached value and never be seen, so it is
+    put back to the database's (read again first, so that a promotion committing meanwhile wins).
+    """
     repaired = {}
     names = Deployment.objects.filter(succeeded=True).values_list("model__name", flat=True).distinct()
     for name in names:
@@ -63,8 +88,15 @@ def reconcile_generations() -> dict[str, dict]:
         except Exception:  # noqa: BLE001  (nothing to repair while the cache is down; requests read the database)
             logger.warning("serving.generation_cache_unavailable model=%s", name)
             return repaired
-        if cached is not None and int(cached) < truth:
+        if cached is None or int(cached) == truth:
+            continue
+        if int(cached) < truth:
             set_serving_generation(name, truth)
-            repaired[name] = {"was": int(cached), "now": truth}
-            logger.warning("serving.generation_repaired model=%s was=%s now=%s", name, cached, truth)
+        elif (truth := generation_from_database(name)) < int(cached):
+            _reset_serving_generation(name, truth)
+        else:
+            continue  # a promotion committed between the two reads: the cache is right
+        now = int(cache.get(_key(name), truth))
+        repaired[name] = {"was": int(cached), "now": now}
+        logger.warning("serving.generation_repaired model=%s was=%s now=%s", name, cached, now)
     return repaired
