@@ -6,7 +6,8 @@ Builds a 640-px detector (untrained weights are fine for timing), exported twice
 trained versions are, and fixed 640x640), and the breast-cancer XGBoost model; registers and
 promotes them through the registry in a temporary VAR_DIR (own Redis, SQLite, MLflow store),
 starts gunicorn with the Procfile's `web` line and two peer servers, and measures in the same run:
-  (a) raw ONNX Runtime session.run on a 1x3x640x640 tensor of each ONNX file
+  (a) raw ONNX Runtime session.run on a 1x3x640x640 tensor of each ONNX file; and on bus.jpg's
+      640x480 rectangle as a batch of 1 and of 4 (does batched inference pay?)
   (b) Ultralytics YOLO(.pt).predict of the same weights on bus.jpg at imgsz 640
   (c) POST /api/v1/detections/ end to end (upload to JSON), one client: fixed export and dynamic
       export on bus.jpg, dynamic export on a generated 4000x3000 JPEG, and dynamic export on bus.jpg
@@ -388,6 +389,21 @@ def raw_session_run(onnx_path: Path, image_path: Path):
     tensor, _ = square.preprocess(np.asarray(Image.open(image_path).convert("RGB")))
     tensor = np.ascontiguousarray(tensor.copy())
     assert tensor.shape == (1, 3, 640, 640)
+    return lambda: session.run(None, {input_name: tensor})
+
+
+def raw_rectangle_run(onnx_path: Path, image_path: Path, batch: int):
+    """Raw session.run on the image's 640x480 rectangle (what the API runs on a dynamic export), as a
+    batch of `batch` copies: batch 4 against batch 1 says whether batched inference pays here."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    from mlops.inference.detector import OnnxDetector
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    tensor, _ = OnnxDetector(onnx_path).preprocess(np.asarray(Image.open(image_path).convert("RGB")))
+    tensor = np.ascontiguousarray(np.repeat(tensor, batch, axis=0))
     return lambda: session.run(None, {input_name: tensor})
 
 
@@ -818,6 +834,8 @@ def run(args: argparse.Namespace) -> dict:
         cases = {
             "a_fixed": raw_fixed,
             "a_dynamic": raw_dynamic,
+            "a_rectangle": raw_rectangle_run(models["onnx"], image_path, 1),
+            "a_rectangle_batch4": raw_rectangle_run(models["onnx"], image_path, 4),
             "b_ultralytics_pt": lambda: ultralytics.predict(str(image_path), imgsz=640, conf=0.25, verbose=False),
             "c_fixed": api_case(http, base, jpeg, FIXED_DETECTOR),
             "c_dynamic": api_case(http, base, jpeg, DETECTOR),
@@ -870,6 +888,7 @@ def run(args: argparse.Namespace) -> dict:
             "dynamic_c_over_b": p50["c_dynamic"] / p50["b_ultralytics_pt"],
             "photo_c_over_a": p50["c_photo"] / p50["a_dynamic"],
             "log_overlapping_over_settled": p50["c_dynamic"] / p50["c_log_settled"],
+            "batch4_over_batch1_per_image": p50["a_rectangle_batch4"] / 4 / p50["a_rectangle"],
         }
         for key in ("peer_ultralytics_fastapi", "peer_mlflow_serve"):
             if key in p50:
@@ -922,6 +941,8 @@ def run(args: argparse.Namespace) -> dict:
 LABELS = {
     "a_fixed": "(a) raw session.run 1x3x640x640, fixed export",
     "a_dynamic": "(a) raw session.run 1x3x640x640, dynamic export",
+    "a_rectangle": "raw session.run 1x3x480x640 (bus.jpg's rectangle)",
+    "a_rectangle_batch4": "raw session.run 4x3x480x640 (per call)",
     "b_ultralytics_pt": "(b) Ultralytics YOLO(.pt).predict imgsz 640",
     "c_fixed": "(c) our API, fixed-640 export, bus.jpg",
     "c_dynamic": "(c) our API, dynamic export, bus.jpg",
@@ -936,6 +957,7 @@ RATIO_LABELS = {
     "dynamic_c_over_b": "dynamic bus.jpg c/b",
     "photo_c_over_a": "12 MP photo c/a",
     "log_overlapping_over_settled": "log after answer: on / out of the way",
+    "batch4_over_batch1_per_image": "raw batch of 4 / batch of 1, per image",
     "dynamic_c_over_peer_ultralytics_fastapi": "dynamic c / FastAPI+Ultralytics peer",
     "dynamic_c_over_peer_mlflow_serve": "dynamic c / mlflow models serve peer",
 }
