@@ -77,13 +77,11 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int, fit: tuple[int,
             ) from exc
         check_size(image.size, max_pixels=max_pixels, max_side=max_side)
         try:
-            upright = _upright_size(image)
-            if fit is not None and image.format == "JPEG":
-                image.draft(image.mode, _stored_orientation(image, _fitted_size(upright, fit)))
+            upright = _draft(image, fit) if fit is not None and image.format == "JPEG" else None
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
             rgb = to_rgb(image)
-            if rgb.size != upright:
+            if upright is not None:
                 rgb.info[SOURCE_SIZE] = upright
             return rgb
         except (OSError, SyntaxError, ValueError, TypeError, EOFError) as exc:
@@ -97,17 +95,15 @@ def source_size(image: Image.Image) -> tuple[int, int]:
     return image.info.get(SOURCE_SIZE, image.size)
 
 
-def _upright_size(image: Image.Image) -> tuple[int, int]:
+def _draft(image: Image.Image, fit: tuple[int, int]) -> tuple[int, int] | None:
+    """Set a JPEG to decode at the smallest DCT scale still covering what letterboxing into `fit`
+    keeps; the upright size it had when the scale was reduced, None when it was not."""
     width, height = image.size
-    return (height, width) if _exif_orientation(image) in _TRANSPOSED else (width, height)
-
-
-def _stored_orientation(image: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
-    return (size[1], size[0]) if _exif_orientation(image) in _TRANSPOSED else size
-
-
-def _exif_orientation(image: Image.Image) -> int:
-    return image.getexif().get(ExifTags.Base.Orientation, 1)
+    transposed = image.getexif().get(ExifTags.Base.Orientation, 1) in _TRANSPOSED
+    upright = (height, width) if transposed else (width, height)
+    needed = _fitted_size(upright, fit)
+    image.draft(image.mode, (needed[1], needed[0]) if transposed else needed)
+    return upright if image.size != (width, height) else None
 
 
 def _fitted_size(size: tuple[int, int], fit: tuple[int, int]) -> tuple[int, int]:
