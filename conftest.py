@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
 
 from tests.factories import UserFactory, VersionFactory
+from tests.helpers import wait_for_celery_worker
 from tests.web import database_url as test_database_url
 
 ROOT = Path(__file__).resolve().parent
@@ -69,26 +69,13 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    _wait_for_worker(process, log_path)
+    wait_for_celery_worker(process, log_path)
     yield process
     process.terminate()
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
-
-
-def _wait_for_worker(process: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:
-    from backend import celery_app
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"celery worker exited early:\n{log_path.read_text()[-4000:]}")
-        if celery_app.control.ping(timeout=0.5):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"celery worker did not answer within {timeout}s:\n{log_path.read_text()[-4000:]}")
 
 
 @pytest.fixture(scope="session")

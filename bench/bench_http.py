@@ -485,6 +485,21 @@ def log_settled_case(http, base: str, jpeg: bytes, model: str) -> Callable[[], d
     return request
 
 
+def alternating(raw_run, raw_count: int, window: Callable[[], float], *, rounds: int, busy: list[int]):
+    """(raw seconds, window seconds) over `rounds` of `raw_count` back-to-back raw runs, then one
+    `window()` (its own seconds), each once `busy` is idle: load from elsewhere hits both alike."""
+    raw_seconds = window_seconds = 0.0
+    for _ in range(rounds):
+        settle(busy)
+        started = time.perf_counter()
+        for _ in range(raw_count):
+            raw_run()
+        raw_seconds += time.perf_counter() - started
+        settle(busy)
+        window_seconds += window()
+    return raw_seconds, window_seconds
+
+
 def throughput(base: str, jpeg: bytes, raw_run, *, clients: int, rounds: int, per_round: int, busy: list[int]) -> dict:
     """Images/s of the API at `clients` concurrency against back-to-back raw session.run (1000/a).
 
@@ -521,15 +536,7 @@ def throughput(base: str, jpeg: bytes, raw_run, *, clients: int, rounds: int, pe
         return time.perf_counter() - started
 
     raw_count = max(4, per_round // 3)
-    raw_seconds = http_seconds = 0.0
-    for _ in range(rounds):
-        settle(busy)
-        started = time.perf_counter()
-        for _ in range(raw_count):
-            raw_run()
-        raw_seconds += time.perf_counter() - started
-        settle(busy)
-        http_seconds += http_window()
+    raw_seconds, http_seconds = alternating(raw_run, raw_count, http_window, rounds=rounds, busy=busy)
     raw_rate = rounds * raw_count / raw_seconds
     http_rate = rounds * per_round / http_seconds
     return {
@@ -561,16 +568,9 @@ def batch_rate(base: str, archive: bytes, count: int, raw_run, *, rounds: int, b
 
     from backend.detection.models import Batch
 
-    raw_seconds = batch_seconds = 0.0
-    raw_count = max(4, count // 10)
-    failed = 0
-    for _ in range(rounds):
-        settle(busy)
-        started = time.perf_counter()
-        for _ in range(raw_count):
-            raw_run()
-        raw_seconds += time.perf_counter() - started
-        settle(busy)
+    failed: list[str] = []
+
+    def batch_window() -> float:
         started = time.perf_counter()
         response = requests.post(
             f"{base}/api/v1/batches/", files={"files": ("photos.zip", archive, "application/zip")}, timeout=300
@@ -585,9 +585,12 @@ def batch_rate(base: str, archive: bytes, count: int, raw_run, *, rounds: int, b
             time.sleep(0.01)
         else:
             raise RuntimeError(f"batch {batch_id} did not finish in time")
-        batch_seconds += time.perf_counter() - started
         if batch.status != Batch.Status.SUCCEEDED or batch.failed:
-            failed += 1
+            failed.append(batch_id)
+        return time.perf_counter() - started
+
+    raw_count = max(4, count // 10)
+    raw_seconds, batch_seconds = alternating(raw_run, raw_count, batch_window, rounds=rounds, busy=busy)
     raw_rate = rounds * raw_count / raw_seconds
     rate = rounds * count / batch_seconds
     return {
@@ -596,20 +599,8 @@ def batch_rate(base: str, archive: bytes, count: int, raw_run, *, rounds: int, b
         "images_per_s": rate,
         "raw_images_per_s": raw_rate,
         "share_of_raw": rate / raw_rate,
-        "failed_batches": failed,
+        "failed_batches": len(failed),
     }
-
-
-def wait_for_worker(process: subprocess.Popen, timeout: float = 120) -> None:
-    from backend import celery_app
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the batch worker exited with {process.returncode}")
-        if celery_app.control.ping(timeout=0.5):
-            return
-    raise RuntimeError("the batch worker did not answer in time")
 
 
 def hot_swap_run(base: str, jpeg: bytes, models: dict, *, requests_total: int, cycles: int, clients: int) -> dict:
@@ -804,6 +795,7 @@ def run(args: argparse.Namespace) -> dict:
     from ultralytics import YOLO
 
     from mlops.tests.classifier_support import photo_jpeg
+    from tests.helpers import wait_for_celery_worker
 
     work = Path(tempfile.mkdtemp(prefix="bench-http-"))
     env = Environment(work)
@@ -866,7 +858,7 @@ def run(args: argparse.Namespace) -> dict:
             for clients in (4, 16)
         ]
         worker = env.worker()
-        wait_for_worker(worker)
+        wait_for_celery_worker(worker, env.work / "worker.log")
         archive = batch_zip([image_path, assets / "zidane.jpg"], args.batch_images)
         batches = batch_rate(
             base, archive, args.batch_images, raw_dynamic, rounds=2,

@@ -1,6 +1,8 @@
 """Small helpers for tests."""
 
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -60,3 +62,17 @@ def stream_from(data, n: int, seed: int):
     rng = np.random.default_rng(seed)
     rows = data.sample(n, replace=True, random_state=seed).reset_index(drop=True)
     return rows * rng.normal(1.0, 0.01, size=rows.shape)
+
+
+def wait_for_celery_worker(process: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:
+    """Until a Celery worker of this app answers a ping; its log's tail when it exits or stays silent."""
+    from backend import celery_app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"celery worker exited early:\n{log_path.read_text()[-4000:]}")
+        if celery_app.control.ping(timeout=0.5):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"celery worker did not answer within {timeout}s:\n{log_path.read_text()[-4000:]}")
