@@ -795,7 +795,6 @@ def run(args: argparse.Namespace) -> dict:
     from ultralytics import YOLO
 
     from mlops.tests.classifier_support import photo_jpeg
-    from tests.helpers import wait_for_celery_worker
 
     work = Path(tempfile.mkdtemp(prefix="bench-http-"))
     env = Environment(work)
@@ -857,6 +856,8 @@ def run(args: argparse.Namespace) -> dict:
             )
             for clients in (4, 16)
         ]
+        from tests.helpers import wait_for_celery_worker  # prometheus_client: after Django's settings
+
         worker = env.worker()
         wait_for_celery_worker(worker, env.work / "worker.log")
         archive = batch_zip([image_path, assets / "zidane.jpg"], args.batch_images)
