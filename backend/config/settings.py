@@ -405,8 +405,8 @@ if COMPAT_PREDICT_KIND not in ("detection", "classification"):
     raise ImproperlyConfigured(f"COMPAT_PREDICT_KIND must be detection or classification, not {COMPAT_PREDICT_KIND!r}")
 # ONNX Runtime threads per session (0: let ONNX Runtime decide).
 SERVING_INTRA_OP_THREADS = env.int("SERVING_INTRA_OP_THREADS", default=0)
-# ONNX Runtime's worker threads spin briefly between runs: about 15% faster per detection on an
-# inference host, slower when training shares the CPU (then set it to false).
+# ONNX Runtime's worker threads spin while a run lasts and stop as it returns: about 15% faster per
+# detection on an inference host, slower when training shares the CPU (then set it to false).
 SERVING_ONNX_SPINNING = env.bool("SERVING_ONNX_SPINNING", default=True)
 # Concurrent predictions per model and process (0: no cap). ONNX Runtime already spreads one run
 # over every core, so 1 keeps the cores busy without oversubscribing them, and bounds memory (each
