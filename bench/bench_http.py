@@ -485,9 +485,12 @@ def log_settled_case(http, base: str, jpeg: bytes, model: str) -> Callable[[], d
     return request
 
 
-def alternating(raw_run, raw_count: int, window: Callable[[], float], *, rounds: int, busy: list[int]):
-    """(raw seconds, window seconds) over `rounds` of `raw_count` back-to-back raw runs, then one
-    `window()` (its own seconds), each once `busy` is idle: load from elsewhere hits both alike."""
+def alternating(
+    raw_run, raw_count: int, window: Callable[[], float], per_window: int, *, rounds: int, busy: list[int]
+) -> dict:
+    """Images/s of `window()` (which handles `per_window` images and returns its own seconds) against
+    back-to-back raw runs: `rounds` of `raw_count` raw runs, then one window, each once `busy` is idle,
+    so that load from elsewhere hits both alike."""
     raw_seconds = window_seconds = 0.0
     for _ in range(rounds):
         settle(busy)
@@ -497,7 +500,9 @@ def alternating(raw_run, raw_count: int, window: Callable[[], float], *, rounds:
         raw_seconds += time.perf_counter() - started
         settle(busy)
         window_seconds += window()
-    return raw_seconds, window_seconds
+    raw_rate = rounds * raw_count / raw_seconds
+    rate = rounds * per_window / window_seconds
+    return {"images_per_s": rate, "raw_images_per_s": raw_rate, "share_of_raw": rate / raw_rate}
 
 
 def throughput(base: str, jpeg: bytes, raw_run, *, clients: int, rounds: int, per_round: int, busy: list[int]) -> dict:
@@ -535,18 +540,8 @@ def throughput(base: str, jpeg: bytes, raw_run, *, clients: int, rounds: int, pe
             time.sleep(0.002)
         return time.perf_counter() - started
 
-    raw_count = max(4, per_round // 3)
-    raw_seconds, http_seconds = alternating(raw_run, raw_count, http_window, rounds=rounds, busy=busy)
-    raw_rate = rounds * raw_count / raw_seconds
-    http_rate = rounds * per_round / http_seconds
-    return {
-        "clients": clients,
-        "requests": rounds * per_round,
-        "images_per_s": http_rate,
-        "raw_images_per_s": raw_rate,
-        "share_of_raw": http_rate / raw_rate,
-        "failed": len(failures),
-    }
+    rates = alternating(raw_run, max(4, per_round // 3), http_window, per_round, rounds=rounds, busy=busy)
+    return {"clients": clients, "requests": rounds * per_round, **rates, "failed": len(failures)}
 
 
 def batch_zip(images: list[Path], count: int) -> bytes:
@@ -589,18 +584,8 @@ def batch_rate(base: str, archive: bytes, count: int, raw_run, *, rounds: int, b
             failed.append(batch_id)
         return time.perf_counter() - started
 
-    raw_count = max(4, count // 10)
-    raw_seconds, batch_seconds = alternating(raw_run, raw_count, batch_window, rounds=rounds, busy=busy)
-    raw_rate = rounds * raw_count / raw_seconds
-    rate = rounds * count / batch_seconds
-    return {
-        "images": count,
-        "rounds": rounds,
-        "images_per_s": rate,
-        "raw_images_per_s": raw_rate,
-        "share_of_raw": rate / raw_rate,
-        "failed_batches": len(failed),
-    }
+    rates = alternating(raw_run, max(4, count // 10), batch_window, count, rounds=rounds, busy=busy)
+    return {"images": count, "rounds": rounds, **rates, "failed_batches": len(failed)}
 
 
 def hot_swap_run(base: str, jpeg: bytes, models: dict, *, requests_total: int, cycles: int, clients: int) -> dict:
