@@ -10,6 +10,7 @@ import logging
 
 from django.core.cache import cache
 
+from backend.core.adapters.django import redis_client
 from backend.registry.models import Deployment
 
 logger = logging.getLogger(__name__)
@@ -58,8 +59,11 @@ def set_serving_generation(model_name: str, generation: int) -> None:
     """Store `generation` unless a higher one is already there (a later promotion got in first)."""
     try:
         key = cache.make_and_validate_key(_key(model_name))
-        client = cache._cache.get_client(key, write=True)  # the redis-py client of Django's RedisCache
-        client.eval(_RAISE, 1, key, int(generation))
+        client = redis_client(cache, key)
+        if client is not None:
+            client.eval(_RAISE, 1, key, int(generation))
+        elif int(cache.get(_key(model_name), 0)) < int(generation):  # another backend: not atomic
+            cache.set(_key(model_name), int(generation), timeout=None)
     except Exception:  # noqa: BLE001  (serving falls back to the database when the cache is down)
         logger.warning("serving.generation_not_cached model=%s generation=%s", model_name, generation)
 
