@@ -162,7 +162,7 @@ def smoke_test_version(version: ModelVersion) -> dict:
     """
     try:
         files = serving_files(version, every_role=True)
-        predictor = load_predictor(version.model.kind, files, version.metadata)
+        predictor = load_predictor(version.model.kind, files, version.metadata, engine=settings.SERVING_ENGINE)
         result = smoke_test(predictor, version.metadata)
     except MlopsError as exc:
         return {"ok": False, "detail": f"{exc.code}: {exc.message}", "latency_ms": 0.0}

@@ -105,6 +105,7 @@ def load_production(model_name: str):
                 version.metadata,
                 intra_op_threads=threads,
                 spinning=settings.SERVING_ONNX_SPINNING,
+                engine=settings.SERVING_ENGINE,
             )
             warm_up(predictor)
         except Exception as exc:

@@ -44,7 +44,7 @@ from PIL import Image
 from mlops.exceptions import InvalidInput, MlopsError
 from mlops.inference.detector import _as_rgb_array, _class_names, load_ultralytics
 from mlops.inference.images import to_rgb
-from mlops.inference.runtime import custom_metadata, literal, open_session
+from mlops.inference.runtime import ONNXRUNTIME, custom_metadata, engine_of, literal, open_session
 
 logger = logging.getLogger(__name__)
 
@@ -292,11 +292,11 @@ def _checked_names(given: Sequence[str] | dict | None, stored: Any, n_classes: i
 
 
 class OnnxClassifier:
-    """A YOLO classification model exported to ONNX by Ultralytics, run on ONNX Runtime.
+    """A YOLO classification model exported to ONNX by Ultralytics, run on ONNX Runtime or OpenVINO (`engine`).
 
     Class names and input size come from the ONNX custom metadata Ultralytics writes unless given;
     given class names must equal the stored ones. Thread-safe: each thread keeps its own input
-    buffer and ONNX Runtime sessions accept concurrent runs.
+    buffer and both engines accept concurrent runs.
     """
 
     kind = "classification"
@@ -309,9 +309,10 @@ class OnnxClassifier:
         imgsz: int | Sequence[int] | None = None,
         intra_op_threads: int | None = None,
         spinning: bool = False,
+        engine: str = ONNXRUNTIME,
     ):
         self.path = Path(onnx_path)
-        self.session = open_session(self.path, intra_op_threads=intra_op_threads, spinning=spinning)
+        self.session = open_session(self.path, intra_op_threads=intra_op_threads, spinning=spinning, engine=engine)
         meta = custom_metadata(self.session)
         task = meta.get("task", "classify")
         if task != "classify":
@@ -414,7 +415,7 @@ class OnnxClassifier:
 
     def describe(self) -> dict:
         return {
-            "runtime": "onnxruntime",
+            "runtime": engine_of(self.session),
             "imgsz": self.imgsz,
             "class_names": list(self.class_names),
             "outputs_probabilities": self.outputs_probabilities,

@@ -22,7 +22,7 @@ from PIL import Image
 
 from mlops.exceptions import InvalidInput, MlopsError
 from mlops.inference.images import source_size, to_rgb
-from mlops.inference.runtime import custom_metadata, literal, open_session
+from mlops.inference.runtime import ONNXRUNTIME, custom_metadata, engine_of, literal, open_session
 
 logger = logging.getLogger(__name__)
 
@@ -264,11 +264,11 @@ def _build_boxes(
 
 
 class OnnxDetector:
-    """A YOLO detection model exported to ONNX by Ultralytics, run on ONNX Runtime.
+    """A YOLO detection model exported to ONNX by Ultralytics, run on ONNX Runtime or OpenVINO (`engine`).
 
     Class names, input size, stride and the output layout come from the ONNX custom metadata that
     Ultralytics writes, unless given. Thread-safe: each thread keeps its own input buffer and
-    ONNX Runtime sessions accept concurrent runs.
+    both engines accept concurrent runs.
     """
 
     kind = "detection"
@@ -282,9 +282,10 @@ class OnnxDetector:
         *,
         rect: bool | None = None,
         spinning: bool = False,
+        engine: str = ONNXRUNTIME,
     ):
         self.path = Path(onnx_path)
-        self.session = open_session(self.path, intra_op_threads=intra_op_threads, spinning=spinning)
+        self.session = open_session(self.path, intra_op_threads=intra_op_threads, spinning=spinning, engine=engine)
         meta = custom_metadata(self.session)
         task = meta.get("task", "detect")
         if task != "detect":
@@ -484,7 +485,7 @@ class OnnxDetector:
 
     def describe(self) -> dict:
         return {
-            "runtime": "onnxruntime",
+            "runtime": engine_of(self.session),
             "imgsz": self.imgsz,
             "class_names": list(self.class_names),
             "end2end": self.end2end,

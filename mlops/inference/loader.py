@@ -22,6 +22,7 @@ import numpy as np
 from mlops.exceptions import MlopsError, SmokeTestFailed
 from mlops.inference.classifier import OnnxClassifier, TorchClassifier
 from mlops.inference.detector import DetectionResult, OnnxDetector, TorchDetector
+from mlops.inference.runtime import ONNXRUNTIME
 from mlops.inference.tabular import TabularScorer, XGBoostScorer, parse_schema
 
 logger = logging.getLogger(__name__)
@@ -57,12 +58,14 @@ def load_predictor(
     *,
     intra_op_threads: int | None = None,
     spinning: bool = False,
+    engine: str = ONNXRUNTIME,
 ) -> OnnxDetector | TorchDetector | TabularScorer | XGBoostScorer | OnnxClassifier | TorchClassifier:
     """Build the predictor for a version: ONNX when the version has it, the source format only without it.
 
     `files` maps artifact roles ("onnx", "weights", "xgboost", "feature_schema") to local paths;
     `metadata` is the version metadata (class_names, imgsz, feature_schema). `spinning=True` keeps
-    ONNX Runtime's threads spinning between work (faster on a dedicated host, see runtime.session_options).
+    ONNX Runtime's threads spinning between work (faster on a dedicated host, see runtime.session_options);
+    `engine` runs the image models' ONNX files on ONNX Runtime or OpenVINO (runtime.open_session).
     """
     files = {str(role): Path(path) for role, path in files.items()}
     if kind == DETECTION:
@@ -72,7 +75,7 @@ def load_predictor(
             "intra_op_threads": intra_op_threads,
         }
         if "onnx" in files:
-            return OnnxDetector(files["onnx"], **options, spinning=spinning)
+            return OnnxDetector(files["onnx"], **options, spinning=spinning, engine=engine)
         if "weights" in files:
             logger.info("loader.torch_fallback path=%s", files["weights"].name)
             return TorchDetector(files["weights"], **options)
@@ -84,7 +87,7 @@ def load_predictor(
             "intra_op_threads": intra_op_threads,
         }
         if "onnx" in files:
-            return OnnxClassifier(files["onnx"], **options, spinning=spinning)
+            return OnnxClassifier(files["onnx"], **options, spinning=spinning, engine=engine)
         if "weights" in files:
             logger.info("loader.torch_fallback path=%s", files["weights"].name)
             return TorchClassifier(files["weights"], **options)

@@ -1,11 +1,22 @@
-"""ONNX Runtime sessions opened the same way for every model we serve."""
+"""ONNX models opened the same way for every model we serve: on ONNX Runtime, or compiled by OpenVINO.
+
+Both engines run the same ONNX file. OpenVINO's CPU plugin runs a YOLO 1.5-1.7x faster than ONNX
+Runtime on the same cores (measured on a 2-core Xeon: a 640 yolo11n 27 ms against 47 ms, its
+640x480 rectangle 22.5 against 34 ms), in float32 like ONNX Runtime, so boxes agree to a fraction
+of a pixel; `open_session(engine="openvino")` returns an object answering the part of ONNX
+Runtime's InferenceSession the predictors use (inputs, outputs, metadata, run), and falls back to
+ONNX Runtime, with a warning, for a graph OpenVINO cannot compile.
+"""
 
 from __future__ import annotations
 
 import ast
 import logging
+import queue
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 from mlops.exceptions import MlopsError
@@ -13,6 +24,9 @@ from mlops.exceptions import MlopsError
 logger = logging.getLogger(__name__)
 
 PROVIDERS = ["CPUExecutionProvider"]
+ONNXRUNTIME = "onnxruntime"
+OPENVINO = "openvino"
+ENGINES = (OPENVINO, ONNXRUNTIME)
 
 
 def session_options(intra_op_threads: int | None = None, *, spinning: bool = False) -> ort.SessionOptions:
@@ -41,12 +55,31 @@ def session_options(intra_op_threads: int | None = None, *, spinning: bool = Fal
 
 
 def open_session(
-    path: Path | str, *, intra_op_threads: int | None = None, spinning: bool = False
-) -> ort.InferenceSession:
-    """Open an ONNX file, turning ONNX Runtime's many error types into one clear MlopsError."""
+    path: Path | str,
+    *,
+    intra_op_threads: int | None = None,
+    spinning: bool = False,
+    engine: str = ONNXRUNTIME,
+) -> ort.InferenceSession | OpenVinoSession:
+    """Open an ONNX file on `engine`, turning the engine's many error types into one clear MlopsError.
+
+    `spinning` is ONNX Runtime's (OpenVINO's threads already sleep as a run returns). A graph
+    OpenVINO cannot read or compile opens on ONNX Runtime instead: serving does not depend on it.
+    """
     path = Path(path)
     if not path.is_file():
         raise MlopsError(f"Model file {path} does not exist.", code="model_load_failed", details={"path": str(path)})
+    if engine not in ENGINES:
+        raise MlopsError(
+            f"Unknown inference engine {engine!r}: one of {', '.join(ENGINES)}.",
+            code="model_load_failed",
+            details={"engine": engine},
+        )
+    if engine == OPENVINO:
+        try:
+            return OpenVinoSession(path, intra_op_threads=intra_op_threads)
+        except (RuntimeError, ImportError) as exc:  # OpenVINO's error for any graph it cannot take; or absent
+            logger.warning("runtime.openvino_fallback path=%s error=%.200s", path.name, exc)
     try:
         return ort.InferenceSession(
             str(path), session_options(intra_op_threads, spinning=spinning), providers=PROVIDERS
@@ -57,8 +90,91 @@ def open_session(
         ) from exc
 
 
-def custom_metadata(session: ort.InferenceSession) -> dict[str, str]:
+def custom_metadata(session: ort.InferenceSession | OpenVinoSession) -> dict[str, str]:
     return dict(session.get_modelmeta().custom_metadata_map or {})
+
+
+def engine_of(session: ort.InferenceSession | OpenVinoSession) -> str:
+    """The engine a session runs on (what `describe()` reports): open_session may have fallen back."""
+    return OPENVINO if isinstance(session, OpenVinoSession) else ONNXRUNTIME
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """ONNX Runtime's NodeArg as far as the predictors read it: a dynamic dimension is a string."""
+
+    name: str
+    shape: list
+    type: str
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    custom_metadata_map: dict[str, str]
+
+
+_OPENVINO_TYPES = {"f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(int64)", "i32": "tensor(int32)"}
+
+
+class OpenVinoSession:
+    """An ONNX file compiled by OpenVINO for the CPU, with the InferenceSession calls the predictors make.
+
+    One stream tuned for latency (OpenVINO's LATENCY hint), float32 arithmetic even where the CPU
+    offers bf16 (OpenVINO's default there, which moves boxes by pixels). Thread-safe: a compiled
+    model runs one inference per request object, so concurrent callers each take one from a pool
+    (as many as ever ran at once, one in the usual serving of one prediction at a time).
+    """
+
+    def __init__(self, path: Path, *, intra_op_threads: int | None = None):
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(path))
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if intra_op_threads:
+            config["INFERENCE_NUM_THREADS"] = int(intra_op_threads)
+        self.compiled = core.compile_model(model, "CPU", config)
+        self._inputs = [_tensor_info(port) for port in model.inputs]
+        self._outputs = [_tensor_info(port) for port in model.outputs]
+        self._output_index = {info.name: index for index, info in enumerate(self._outputs)}
+        self._meta = ModelMeta(_framework_metadata(model))
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+
+    def get_inputs(self) -> list[TensorInfo]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[TensorInfo]:
+        return list(self._outputs)
+
+    def get_modelmeta(self) -> ModelMeta:
+        return self._meta
+
+    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            request = self._requests.get_nowait()
+        except queue.Empty:
+            request = self.compiled.create_infer_request()
+        try:
+            # share_inputs: the caller's array is read in place; outputs are copied out of the request.
+            results = request.infer(feeds, share_inputs=True, share_outputs=False)
+            values = list(results.values())
+        finally:
+            self._requests.put(request)
+        names = output_names or [info.name for info in self._outputs]
+        return [values[self._output_index[name]] for name in names]
+
+
+def _tensor_info(port) -> TensorInfo:
+    shape = [int(d.get_length()) if d.is_static else f"dim{i}" for i, d in enumerate(port.get_partial_shape())]
+    kind = port.get_element_type().get_type_name()
+    return TensorInfo(name=port.get_any_name(), shape=shape, type=_OPENVINO_TYPES.get(kind, f"tensor({kind})"))
+
+
+def _framework_metadata(model) -> dict[str, str]:
+    """The ONNX file's metadata_props, which OpenVINO's ONNX reader keeps under rt_info["framework"]."""
+    if not model.has_rt_info(["framework"]):
+        return {}
+    return {str(key): value.astype(str) for key, value in model.get_rt_info(["framework"]).astype(dict).items()}
 
 
 def literal(value: str | None, default=None):

@@ -121,3 +121,17 @@ def test_boxes_on_a_reduced_decode_are_in_the_photos_pixels(trained_detector, la
             overlaps.append(float(box_iou(a, b)[0, 0]))
     assert len(overlaps) >= 10, "too few photos with boxes to compare"
     assert np.median(overlaps) > 0.9, overlaps
+
+
+def test_openvino_scores_what_onnx_runtime_scores(trained_detector, large_test_split):
+    """The serving engine (runtime.open_session) costs no accuracy either: same split, same decode."""
+    scores = {
+        engine: map50_95(
+            OnnxDetector(trained_detector.files.onnx, class_names=trained_detector.files.class_names, engine=engine),
+            large_test_split,
+            fit=(64, 64),
+        )
+        for engine in ("onnxruntime", "openvino")
+    }
+    assert scores["onnxruntime"] > 0.1, scores
+    assert abs(scores["onnxruntime"] - scores["openvino"]) <= 0.005, scores

@@ -101,7 +101,9 @@ def test_answer_matches_the_predictor_on_the_same_pixels(serve_trained, trained_
 
     config = mlops_config()
     image = decode_image(data, max_pixels=config.max_image_pixels, max_side=config.max_image_side)
-    direct = OnnxDetector(trained_detector.files.onnx, class_names=trained_detector.files.class_names)
+    direct = OnnxDetector(
+        trained_detector.files.onnx, class_names=trained_detector.files.class_names, engine=settings.SERVING_ENGINE
+    )
     expected = [box.to_dict() for box in direct.predict(image, conf=0.05, iou=0.7, max_det=300).boxes]
 
     assert body["boxes"] == expected
@@ -166,7 +168,9 @@ def test_a_large_photo_is_answered_in_its_own_pixels(serve_trained, trained_dete
     config = mlops_config()
     reduced = decode_image(large, max_pixels=config.max_image_pixels, max_side=config.max_image_side, fit=(64, 64))
     assert reduced.size == (256, 256)
-    direct = OnnxDetector(trained_detector.files.onnx, class_names=trained_detector.files.class_names)
+    direct = OnnxDetector(
+        trained_detector.files.onnx, class_names=trained_detector.files.class_names, engine=settings.SERVING_ENGINE
+    )
     assert body["boxes"] == [box.to_dict() for box in direct.predict(reduced, conf=0.05).boxes]
     assert body["boxes"] and all(box["xyxy"][2] > 64 for box in body["boxes"])  # photo pixels, not the decode's
     detection = Detection.objects.get(pk=body["id"])

@@ -166,6 +166,7 @@ def _load(version: ModelVersion):
         version.metadata or {},
         intra_op_threads=settings.SHADOW_INTRA_OP_THREADS or None,
         spinning=False,  # a worker's idle threads must not take the CPU from the web process
+        engine=settings.SERVING_ENGINE,  # the candidate answers as it would serve
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
@@ -263,7 +264,9 @@ def test_a_staged_classifier_answers_posted_images_again_and_agreement_matches_t
 
     compared = ShadowComparison.objects.filter(model=production.model)
     wait_until(lambda: compared.count() == len(uploads), timeout=60, what="a shadow comparison of each image")
-    scorer = OnnxClassifier(classifier_model.onnx, class_names=classifier_model.class_names)
+    scorer = OnnxClassifier(
+        classifier_model.onnx, class_names=classifier_model.class_names, engine=django_settings.SERVING_ENGINE
+    )
     agreeing = 0
     for comparison in compared:
         assert (comparison.production_version_id, comparison.shadow_version_id) == (production.pk, staged.pk)

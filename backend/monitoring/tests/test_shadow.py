@@ -147,7 +147,10 @@ def test_staged_detector_answers_posted_images_again_and_match_share_matches_the
 
     compared = ShadowComparison.objects.filter(model=production.model)
     wait_until(lambda: compared.count() == len(uploads), timeout=60, what="a shadow comparison of each image")
-    detectors = [OnnxDetector(files.onnx, class_names=files.class_names) for files in model_files["detectors"][:2]]
+    engine = django_settings.SERVING_ENGINE
+    detectors = [
+        OnnxDetector(files.onnx, class_names=files.class_names, engine=engine) for files in model_files["detectors"][:2]
+    ]
     config = mlops_config()
     for comparison in compared:
         assert comparison.shadow_version_id == staged.pk
