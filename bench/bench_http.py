@@ -8,6 +8,8 @@ promotes them through the registry in a temporary VAR_DIR (own Redis, SQLite, ML
 starts gunicorn with the Procfile's `web` line and two peer servers, and measures in the same run:
   (a) raw ONNX Runtime session.run on a 1x3x640x640 tensor of each ONNX file; and on bus.jpg's
       640x480 rectangle as a batch of 1 and of 4 (does batched inference pay?)
+  (a') raw OpenVINO on the same tensor of the fixed export, compiled as the server compiles it (the
+      engine the image models are served on, SERVING_ENGINE): what the engine alone costs
   (b) Ultralytics YOLO(.pt).predict of the same weights on bus.jpg at imgsz 640
   (c) POST /api/v1/detections/ end to end (upload to JSON), one client: fixed export and dynamic
       export on bus.jpg, dynamic export on a generated 4000x3000 JPEG, and dynamic export on bus.jpg
@@ -390,6 +392,29 @@ def raw_session_run(onnx_path: Path, image_path: Path):
     tensor = np.ascontiguousarray(tensor.copy())
     assert tensor.shape == (1, 3, 640, 640)
     return lambda: session.run(None, {input_name: tensor})
+
+
+def serving_engine() -> str:
+    from django.conf import settings
+
+    return settings.SERVING_ENGINE
+
+
+def raw_openvino_run(onnx_path: Path, image_path: Path):
+    """Case (a'): OpenVINO, the server's engine, called directly on the same 1x3x640x640 tensor as (a),
+    compiled as the server compiles it (latency hint, float32): what the engine alone costs."""
+    import openvino as ov
+    from PIL import Image
+
+    from mlops.inference.detector import OnnxDetector
+
+    compiled = ov.Core().compile_model(
+        str(onnx_path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    )
+    request = compiled.create_infer_request()
+    tensor, _ = OnnxDetector(onnx_path, rect=False).preprocess(np.asarray(Image.open(image_path).convert("RGB")))
+    tensor = np.ascontiguousarray(tensor.copy())
+    return lambda: request.infer({0: tensor})
 
 
 def raw_rectangle_run(onnx_path: Path, image_path: Path, batch: int):
@@ -810,6 +835,7 @@ def run(args: argparse.Namespace) -> dict:
         cases = {
             "a_fixed": raw_fixed,
             "a_dynamic": raw_dynamic,
+            "a_fixed_openvino": raw_openvino_run(models["fixed_onnx"], image_path),
             "a_rectangle": raw_rectangle_run(models["onnx"], image_path, 1),
             "a_rectangle_batch4": raw_rectangle_run(models["onnx"], image_path, 4),
             "b_ultralytics_pt": lambda: ultralytics.predict(str(image_path), imgsz=640, conf=0.25, verbose=False),
@@ -867,6 +893,8 @@ def run(args: argparse.Namespace) -> dict:
             "photo_c_over_a": p50["c_photo"] / p50["a_dynamic"],
             "log_overlapping_over_settled": p50["c_dynamic"] / p50["c_log_settled"],
             "batch4_over_batch1_per_image": p50["a_rectangle_batch4"] / 4 / p50["a_rectangle"],
+            "fixed_c_over_openvino": p50["c_fixed"] / p50["a_fixed_openvino"],
+            "openvino_over_a": p50["a_fixed_openvino"] / p50["a_fixed"],
         }
         for key in ("peer_ultralytics_fastapi", "peer_mlflow_serve"):
             if key in p50:
@@ -882,7 +910,12 @@ def run(args: argparse.Namespace) -> dict:
             "load_average_after": load_after,
             "python": sys.version.split()[0],
         },
-        "server": {"command": "Procfile web", "workers": args.workers, "threads": args.threads},
+        "server": {
+            "command": "Procfile web",
+            "workers": args.workers,
+            "threads": args.threads,
+            "engine": serving_engine(),
+        },
         "model": {
             "arch": args.arch,
             "imgsz": 640,
@@ -919,6 +952,7 @@ def run(args: argparse.Namespace) -> dict:
 LABELS = {
     "a_fixed": "(a) raw session.run 1x3x640x640, fixed export",
     "a_dynamic": "(a) raw session.run 1x3x640x640, dynamic export",
+    "a_fixed_openvino": "(a') raw OpenVINO infer 1x3x640x640, fixed export",
     "a_rectangle": "raw session.run 1x3x480x640 (bus.jpg's rectangle)",
     "a_rectangle_batch4": "raw session.run 4x3x480x640 (per call)",
     "b_ultralytics_pt": "(b) Ultralytics YOLO(.pt).predict imgsz 640",
@@ -936,6 +970,8 @@ RATIO_LABELS = {
     "photo_c_over_a": "12 MP photo c/a",
     "log_overlapping_over_settled": "log after answer: on / out of the way",
     "batch4_over_batch1_per_image": "raw batch of 4 / batch of 1, per image",
+    "fixed_c_over_openvino": "fixed-640 c / raw OpenVINO (the engine)",
+    "openvino_over_a": "raw OpenVINO / raw ONNX Runtime (a')/(a)",
     "dynamic_c_over_peer_ultralytics_fastapi": "dynamic c / FastAPI+Ultralytics peer",
     "dynamic_c_over_peer_mlflow_serve": "dynamic c / mlflow models serve peer",
 }
@@ -948,7 +984,8 @@ def print_report(report: dict) -> None:
     print(
         f"\nHTTP serving bench  {report['when']}  cpus={machine['cpus']}  load avg "
         f"{machine['load_average_before'][0]:.2f} -> {machine['load_average_after'][0]:.2f}  "
-        f"gunicorn {report['server']['workers']} workers x {report['server']['threads']} threads"
+        f"gunicorn {report['server']['workers']} workers x {report['server']['threads']} threads, "
+        f"image models on {report['server']['engine']}"
     )
     model = report["model"]
     print(
