@@ -407,10 +407,9 @@ def raw_openvino_run(onnx_path: Path, image_path: Path):
     from PIL import Image
 
     from mlops.inference.detector import OnnxDetector
+    from mlops.inference.runtime import OPENVINO_CONFIG
 
-    compiled = ov.Core().compile_model(
-        str(onnx_path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-    )
+    compiled = ov.Core().compile_model(str(onnx_path), "CPU", OPENVINO_CONFIG)
     request = compiled.create_infer_request()
     tensor, _ = OnnxDetector(onnx_path, rect=False).preprocess(np.asarray(Image.open(image_path).convert("RGB")))
     tensor = np.ascontiguousarray(tensor.copy())
