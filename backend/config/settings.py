@@ -409,6 +409,9 @@ if COMPAT_PREDICT_KIND not in ("detection", "classification"):
 SERVING_ENGINE = env.str("SERVING_ENGINE", default="openvino")
 if SERVING_ENGINE not in ("openvino", "onnxruntime"):
     raise ImproperlyConfigured(f"SERVING_ENGINE must be openvino or onnxruntime, not {SERVING_ENGINE!r}")
+# Where OpenVINO keeps the models it compiled, so that a restart imports them instead of compiling
+# them again (empty: compile at every load). One per host: the blobs are compiled for its CPU.
+SERVING_OPENVINO_CACHE_DIR = env.str("SERVING_OPENVINO_CACHE_DIR", default=str(VAR_DIR / "cache" / "openvino"))
 # Inference threads per model (0: let the engine decide, one per core).
 SERVING_INTRA_OP_THREADS = env.int("SERVING_INTRA_OP_THREADS", default=0)
 # ONNX Runtime's worker threads spin while a run lasts and stop as it returns: about 15% faster per

@@ -9,4 +9,9 @@ class ServingConfig(AppConfig):
     label = "serving"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from backend.serving import receivers  # noqa: F401  (connects the receivers)
+        from mlops.inference.runtime import use_openvino_cache
+
+        use_openvino_cache(settings.SERVING_OPENVINO_CACHE_DIR)

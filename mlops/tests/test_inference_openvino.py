@@ -19,9 +19,10 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from mlops.exceptions import MlopsError
+from mlops.inference import runtime
 from mlops.inference.classifier import OnnxClassifier
 from mlops.inference.detector import OnnxDetector
-from mlops.inference.runtime import OpenVinoSession, custom_metadata, engine_of, open_session
+from mlops.inference.runtime import OpenVinoSession, custom_metadata, engine_of, open_session, use_openvino_cache
 from mlops.tests.test_inference_large_photos import box_iou
 from tests.support import synthetic_photo, ultralytics_asset
 
@@ -75,6 +76,51 @@ def test_boxes_match_onnx_runtime_to_a_fraction_of_a_pixel(pair, trained_detecto
         assert np.abs(ours[paired, 4] - theirs[best[paired], 4]).max() < 2e-3  # confidence
         compared += len(theirs)
     assert compared >= 10, "too few boxes to compare"
+
+
+@pytest.fixture
+def openvino_cache(monkeypatch):
+    """Sets the process's compile cache for one test and puts the one the app set back afterwards."""
+    monkeypatch.setattr(runtime, "_openvino_cache_dir", runtime._openvino_cache_dir)
+    return use_openvino_cache
+
+
+def test_a_compiled_model_is_imported_from_the_cache_on_the_next_load(openvino_cache, pair, trained_detector, tmp_path):
+    openvino_cache(tmp_path / "compiled")
+    files = trained_detector.files
+    first = OnnxDetector(files.onnx, class_names=files.class_names, engine="openvino")
+    blobs = list((tmp_path / "compiled").glob("*.blob"))
+    assert len(blobs) == 1 and blobs[0].stat().st_size > 100_000
+    again = OnnxDetector(files.onnx, class_names=files.class_names, engine="openvino")
+    assert not first.session.compiled.get_property("LOADED_FROM_CACHE")
+    assert again.session.compiled.get_property("LOADED_FROM_CACHE")
+    assert list((tmp_path / "compiled").glob("*.blob")) == blobs
+    uncached = pair["openvino"]
+    for path in trained_detector.samples[:3]:
+        image = Image.open(path).convert("RGB")
+        expected = detection_rows(uncached.predict(image, conf=0.05))
+        assert len(expected)
+        np.testing.assert_allclose(detection_rows(again.predict(image, conf=0.05)), expected, atol=1e-4)
+
+
+def test_an_unusable_cache_only_costs_the_cache(openvino_cache, trained_detector, tmp_path, caplog):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory should be")
+    openvino_cache(blocker / "compiled")
+    files = trained_detector.files
+    with caplog.at_level(logging.WARNING, logger="mlops.inference.runtime"):
+        detector = OnnxDetector(files.onnx, class_names=files.class_names, engine="openvino")
+    assert "runtime.openvino_cache_unusable" in caplog.text
+    assert detector.describe()["runtime"] == "openvino"
+    assert detector.predict(Image.open(trained_detector.samples[0]).convert("RGB"), conf=0.05).boxes
+
+
+def test_no_cache_compiles_at_every_load(openvino_cache, trained_detector):
+    openvino_cache("")
+    files = trained_detector.files
+    for _ in range(2):
+        detector = OnnxDetector(files.onnx, class_names=files.class_names, engine="openvino")
+        assert not detector.session.compiled.get_property("LOADED_FROM_CACHE")
 
 
 def test_the_classifier_gives_the_same_probabilities(classifier_model):
