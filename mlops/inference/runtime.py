@@ -1,9 +1,11 @@
 """ONNX models opened the same way for every model we serve: on ONNX Runtime, or compiled by OpenVINO.
 
 Both engines run the same ONNX file. OpenVINO's CPU plugin runs a YOLO 1.5-1.7x faster than ONNX
-Runtime on the same cores (measured on a 2-core Xeon: a 640 yolo11n 27 ms against 47 ms, its
-640x480 rectangle 22.5 against 34 ms), in float32 like ONNX Runtime, so boxes agree to a fraction
-of a pixel; `open_session(engine="openvino")` returns an object answering the part of ONNX
+Runtime on the same cores where the CPU has AVX-512 (a 2-core Xeon: a 640 yolo11n 27 ms against 47
+ms, its 640x480 rectangle 22.5 against 34 ms) and ~1.1x on AVX2 alone (a 2-core EPYC: 87 against
+94 ms), in float32 like ONNX Runtime, so boxes agree to a fraction of a pixel; a process holds ~100 MB
+more with it (half of it OpenVINO's shared libraries, half buffers and compiled kernels).
+`open_session(engine="openvino")` returns an object answering the part of ONNX
 Runtime's InferenceSession the predictors use (inputs, outputs, metadata, run), and falls back to
 ONNX Runtime, with a warning, for a graph OpenVINO cannot compile.
 """
