@@ -9,7 +9,7 @@ starts gunicorn with the Procfile's `web` line and two peer servers, and measure
   (a) raw ONNX Runtime session.run on a 1x3x640x640 tensor of each ONNX file; and on bus.jpg's
       640x480 rectangle as a batch of 1 and of 4 (does batched inference pay?)
   (a') raw OpenVINO on the same tensor of the fixed export, compiled as the server compiles it (the
-      engine the image models are served on, SERVING_ENGINE): what the engine alone costs
+      engine of the image models where SERVING_ENGINE resolves to it): what that engine alone costs
   (b) Ultralytics YOLO(.pt).predict of the same weights on bus.jpg at imgsz 640
   (c) POST /api/v1/detections/ end to end (upload to JSON), one client: fixed export and dynamic
       export on bus.jpg, dynamic export on a generated 4000x3000 JPEG, and dynamic export on bus.jpg
@@ -397,12 +397,14 @@ def raw_session_run(onnx_path: Path, image_path: Path):
 def serving_engine() -> str:
     from django.conf import settings
 
-    return settings.SERVING_ENGINE
+    from mlops.inference.runtime import resolve_engine
+
+    return resolve_engine(settings.SERVING_ENGINE)
 
 
 def raw_openvino_run(onnx_path: Path, image_path: Path):
-    """Case (a'): OpenVINO, the server's engine, called directly on the same 1x3x640x640 tensor as (a),
-    compiled as the server compiles it (latency hint, float32): what the engine alone costs."""
+    """Case (a'): OpenVINO (the server's engine where SERVING_ENGINE resolves to it), called directly on
+    the same 1x3x640x640 tensor as (a), compiled as the server compiles it (latency hint, float32)."""
     import openvino as ov
     from PIL import Image
 
@@ -969,7 +971,7 @@ RATIO_LABELS = {
     "photo_c_over_a": "12 MP photo c/a",
     "log_overlapping_over_settled": "log after answer: on / out of the way",
     "batch4_over_batch1_per_image": "raw batch of 4 / batch of 1, per image",
-    "fixed_c_over_openvino": "fixed-640 c / raw OpenVINO (the engine)",
+    "fixed_c_over_openvino": "fixed-640 c / raw OpenVINO",
     "openvino_over_a": "raw OpenVINO / raw ONNX Runtime (a')/(a)",
     "dynamic_c_over_peer_ultralytics_fastapi": "dynamic c / FastAPI+Ultralytics peer",
     "dynamic_c_over_peer_mlflow_serve": "dynamic c / mlflow models serve peer",

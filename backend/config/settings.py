@@ -404,12 +404,12 @@ COMPAT_PREDICT_KIND = env.str("COMPAT_PREDICT_KIND", default="detection")
 if COMPAT_PREDICT_KIND not in ("detection", "classification"):
     raise ImproperlyConfigured(f"COMPAT_PREDICT_KIND must be detection or classification, not {COMPAT_PREDICT_KIND!r}")
 # What runs the image models' ONNX files: "openvino" (OpenVINO's CPU plugin, float32: a YOLO 1.5-1.7x
-# faster than on ONNX Runtime on an AVX-512 Xeon, ~1.1x on an AVX2 EPYC, for ~100 MB more per process)
-# or "onnxruntime". A graph OpenVINO cannot compile runs on ONNX Runtime instead; tabular models
-# always run on ONNX Runtime.
-SERVING_ENGINE = env.str("SERVING_ENGINE", default="openvino")
-if SERVING_ENGINE not in ("openvino", "onnxruntime"):
-    raise ImproperlyConfigured(f"SERVING_ENGINE must be openvino or onnxruntime, not {SERVING_ENGINE!r}")
+# faster than on ONNX Runtime on an AVX-512 Xeon, ~1.05x on an AVX2 EPYC, for ~100 MB more per
+# process), "onnxruntime", or "auto": OpenVINO where the CPU has AVX-512, ONNX Runtime elsewhere. A
+# graph OpenVINO cannot compile runs on ONNX Runtime instead; tabular models always run on ONNX Runtime.
+SERVING_ENGINE = env.str("SERVING_ENGINE", default="auto")
+if SERVING_ENGINE not in ("auto", "openvino", "onnxruntime"):
+    raise ImproperlyConfigured(f"SERVING_ENGINE must be auto, openvino or onnxruntime, not {SERVING_ENGINE!r}")
 # Where OpenVINO keeps the models it compiled, so that a restart imports them instead of compiling
 # them again (empty: compile at every load). One per host: the blobs are compiled for its CPU.
 SERVING_OPENVINO_CACHE_DIR = env.str("SERVING_OPENVINO_CACHE_DIR", default=str(VAR_DIR / "cache" / "openvino"))

@@ -22,7 +22,14 @@ from mlops.exceptions import MlopsError
 from mlops.inference import runtime
 from mlops.inference.classifier import OnnxClassifier
 from mlops.inference.detector import OnnxDetector
-from mlops.inference.runtime import OpenVinoSession, custom_metadata, engine_of, open_session, use_openvino_cache
+from mlops.inference.runtime import (
+    OpenVinoSession,
+    custom_metadata,
+    engine_of,
+    open_session,
+    resolve_engine,
+    use_openvino_cache,
+)
 from mlops.tests.test_inference_large_photos import box_iou
 from tests.support import synthetic_photo, ultralytics_asset
 
@@ -196,3 +203,31 @@ def test_no_openvino_thread_keeps_a_core_busy_between_runs(pair, trained_detecto
     before = time.process_time()
     time.sleep(0.3)
     assert time.process_time() - before < 0.01
+
+
+def cpuinfo(tmp_path, flags: str):
+    path = tmp_path / "cpuinfo"
+    path.write_text(
+        f"processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n"
+    )
+    return path
+
+
+def test_auto_takes_openvino_only_where_the_cpu_has_avx512(tmp_path):
+    assert (
+        resolve_engine("auto", cpuinfo=cpuinfo(tmp_path, "fpu sse2 avx2 fma avx512f avx512bw avx512vl")) == "openvino"
+    )
+    (tmp_path / "avx2").mkdir()
+    assert resolve_engine("auto", cpuinfo=cpuinfo(tmp_path / "avx2", "fpu sse2 avx2 fma avx512_vp2intersect_x")) == (
+        "onnxruntime"
+    )
+    assert resolve_engine("auto", cpuinfo=tmp_path / "no-such-file") == "onnxruntime"
+    assert resolve_engine("openvino", cpuinfo=tmp_path / "no-such-file") == "openvino"
+    assert resolve_engine("onnxruntime", cpuinfo=cpuinfo(tmp_path, "avx512f")) == "onnxruntime"
+
+
+def test_a_detector_opened_on_auto_runs_on_what_auto_stands_for_here(trained_detector):
+    files = trained_detector.files
+    detector = OnnxDetector(files.onnx, class_names=files.class_names, engine="auto")
+    assert detector.describe()["runtime"] == resolve_engine("auto")
+    assert detector.predict(Image.open(trained_detector.samples[0]).convert("RGB"), conf=0.05).boxes
