@@ -77,6 +77,10 @@ def map50_95(detector: OnnxDetector, photos: list[tuple[bytes, Path]], fit) -> f
     return float(ap.mean())
 
 
+# What the tiny test detector must score on the split to show it finds the shapes at all.
+MIN_MAP = 0.05
+
+
 @pytest.fixture(scope="module")
 def large_test_split(tmp_path_factory) -> list[tuple[bytes, Path]]:
     """The shapes detector's world (same spec, unseen seed) upscaled to PHOTO_SIDE and saved as JPEG."""
@@ -102,8 +106,8 @@ def test_reduced_scale_decoding_of_large_photos_costs_no_accuracy(trained_detect
 
     full = map50_95(detector, large_test_split, fit=None)
     reduced = map50_95(detector, large_test_split, fit=detector.input_size)
-    # The tiny test detector scores ~0.16 on its own 64-px images; boxes in the wrong pixels score ~0.
-    assert full > 0.1, f"the detector should find the shapes on the full decode (mAP50-95 {full:.3f})"
+    # The tiny test detector scores 0.09-0.16 here, by the CPU it was trained on; boxes in the wrong pixels ~0.
+    assert full > MIN_MAP, f"the detector should find the shapes on the full decode (mAP50-95 {full:.3f})"
     assert abs(full - reduced) <= 0.005, f"mAP50-95 {full:.4f} in full, {reduced:.4f} at reduced scale"
 
 
@@ -133,5 +137,5 @@ def test_openvino_scores_what_onnx_runtime_scores(trained_detector, large_test_s
         )
         for engine in ("onnxruntime", "openvino")
     }
-    assert scores["onnxruntime"] > 0.1, scores
+    assert scores["onnxruntime"] > MIN_MAP, scores
     assert abs(scores["onnxruntime"] - scores["openvino"]) <= 0.005, scores
