@@ -103,8 +103,8 @@ def open_session(
     """Open an ONNX file on `engine`, turning the engine's many error types into one clear MlopsError.
 
     `engine` is `openvino`, `onnxruntime` or `auto` (resolve_engine). `spinning` is ONNX Runtime's
-    (OpenVINO's threads already sleep as a run returns). A graph
-    OpenVINO cannot read or compile opens on ONNX Runtime instead: serving does not depend on it.
+    (OpenVINO's threads already sleep as a run returns). A graph OpenVINO cannot read or compile
+    opens on ONNX Runtime instead: serving does not depend on it.
     """
     path = Path(path)
     if not path.is_file():
