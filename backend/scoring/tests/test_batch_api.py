@@ -35,6 +35,7 @@ def post(body) -> object:
     return Client().post(URL, raw, content_type="application/json")
 
 
+@pytest.mark.postgres  # the log's INSERT ... SELECT from a JSON array is written per database
 def test_a_thousand_records_score_like_xgboost_and_are_all_logged(serve_tabular, model_files):
     version = serve_tabular(0)
     files = model_files["tabular"][0]
@@ -58,12 +59,19 @@ def test_a_thousand_records_score_like_xgboost_and_are_all_logged(serve_tabular,
         assert prediction["label"] == files.class_names[prediction["class_id"]]
         assert prediction["label"] == max(prediction["probabilities"], key=prediction["probabilities"].get)
 
-    rows = TabularPrediction.objects.filter(request_id=body["request_id"]).order_by("record_index")
-    assert rows.count() == len(records)
-    last = rows.last()
-    assert last.record_index == len(records) - 1 and last.model_version_id == version.pk
-    assert last.inputs == records[-1] and last.label == body["predictions"][-1]["label"]
-    assert last.confidence == pytest.approx(max(body["predictions"][-1]["probabilities"].values()))
+    rows = list(TabularPrediction.objects.filter(request_id=body["request_id"]).order_by("record_index"))
+    assert [row.record_index for row in rows] == list(range(len(records)))
+    assert {(row.model_version_id, row.latency_ms, row.created_at) for row in rows} == {
+        (version.pk, body["latency_ms"], rows[0].created_at)
+    }
+    for row, record, prediction in zip(rows, records, body["predictions"], strict=True):
+        assert row.inputs == record  # every value as sent, floats to the last bit
+        assert (row.label, row.class_id, row.probabilities) == (
+            prediction["label"],
+            prediction["class_id"],
+            prediction["probabilities"],
+        )
+        assert row.confidence == prediction["probabilities"][prediction["label"]]
 
 
 @pytest.mark.parametrize(
