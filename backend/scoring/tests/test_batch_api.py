@@ -35,7 +35,7 @@ def post(body) -> object:
     return Client().post(URL, raw, content_type="application/json")
 
 
-@pytest.mark.postgres  # the log's INSERT ... SELECT from a JSON array is written per database
+@pytest.mark.postgres  # the log's multi-row INSERT is written per database
 def test_a_thousand_records_score_like_xgboost_and_are_all_logged(serve_tabular, model_files):
     version = serve_tabular(0)
     files = model_files["tabular"][0]
